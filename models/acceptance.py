@@ -1,0 +1,82 @@
+"""The acceptance model: encoder + calibrated boosters + rule criteria, as one scoring object.
+
+This is the object that travels inside the MLflow artifact, so a raw lead is scored the same way by
+the training evaluation, the pyfunc and the server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from models.criteria import Criteria
+from models.encoder import LeadEncoder
+from models.features import normalize
+from models.spec import DatasetSpec
+
+
+@dataclass(frozen=True)
+class PlattCalibrator:
+    """P = sigmoid(slope * margin + intercept): monotone, so it never changes the ranking (AUC)."""
+
+    slope: float
+    intercept: float
+
+    def __call__(self, margin: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(self.slope * margin + self.intercept)))
+
+
+@dataclass
+class CalibratedBooster:
+    """A LightGBM booster whose raw margins are mapped to calibrated probabilities."""
+
+    booster: lgb.Booster
+    calibrator: PlattCalibrator
+
+    def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
+        return self.calibrator(self.booster.predict(matrix, raw_score=True))
+
+    def importance(self, feature_names: list[str]) -> pd.Series:
+        gain = self.booster.feature_importance(importance_type="gain")
+        return pd.Series(gain / max(gain.sum(), 1e-12), index=feature_names).sort_values(
+            ascending=False
+        )
+
+
+@dataclass
+class AcceptanceModel:
+    """Scores raw leads: P(accept), P(SQL) when trained with an SQL label, and the rule criteria."""
+
+    spec: DatasetSpec
+    criteria: Criteria
+    encoder: LeadEncoder
+    accept: CalibratedBooster
+    sql: CalibratedBooster | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def predict(self, leads: pd.DataFrame) -> pd.DataFrame:
+        """One output row per lead, in input order."""
+        clean = normalize(leads, self.spec)
+        return self.predict_clean(clean)
+
+    def predict_clean(self, clean: pd.DataFrame) -> pd.DataFrame:
+        """Score leads already in the clean view (the training pipeline has it at hand)."""
+        matrix = self.encoder.transform(clean)
+        scores = {"p_accept": self.accept.predict_proba(matrix)}
+        if self.sql is not None:
+            scores["p_sql"] = self.sql.predict_proba(matrix)
+        rules = self.criteria.score(clean, self.spec)
+        out = pd.DataFrame(scores, index=clean.index)
+        out["rule_score"] = rules.total
+        out["rule_pass"] = rules.passed
+        for name in rules.breakdown.columns:
+            out[f"criterion_{name}"] = rules.breakdown[name]
+        return out.reset_index(drop=True)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.encoder.feature_names_)

@@ -1,0 +1,188 @@
+"""Raw lead values -> the clean view that rules, encoder and baselines all read.
+
+`parse_field` is the single definition of how a raw cell becomes a value: the pipeline's validation
+uses its `bad` mask to report rows, `normalize` uses its values. Personal fields (e-mail, phone,
+names) leave this module only as what the model uses: an e-mail's domain kind, a phone's validity,
+a name's presence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.spec import FALSE_WORDS, TRUE_WORDS, DatasetSpec, FieldSpec, FieldType
+
+FREE_MAIL_DOMAINS = frozenset(
+    """gmail.com googlemail.com yahoo.com yahoo.co.uk yahoo.fr ymail.com hotmail.com hotmail.co.uk
+    hotmail.fr outlook.com live.com msn.com aol.com icloud.com me.com mac.com gmx.com gmx.de gmx.net
+    web.de mail.com mail.ru yandex.ru yandex.com proton.me protonmail.com zoho.com qq.com 163.com
+    126.com naver.com libero.it orange.fr free.fr t-online.de seznam.cz wp.pl o2.pl""".split()
+)
+EMAIL_KINDS = ("corporate", "free", "education", "invalid")
+PHONE_KINDS = ("valid", "invalid")
+_EMAIL_RE = r"^[^@\s]+@([a-z0-9-]+\.)+[a-z]{2,}$"
+_EDU_RE = r"(\.edu|\.ac\.[a-z]{2}|\.edu\.[a-z]{2})$"
+
+# Derived from the timestamp: sales capacity differs by weekday and near month-end.
+TIME_FEATURES = ("mql_weekday", "mql_days_to_month_end")
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A parsed column: clean values, where the cell was missing, and where it was unreadable."""
+
+    values: pd.Series
+    missing: np.ndarray
+    bad: np.ndarray
+
+
+def parse_field(raw: pd.Series, field: FieldSpec, markers: frozenset[str]) -> Parsed:
+    """Parse one column of raw cells (text from a file, or typed values from an API/DataFrame)."""
+    text = _as_text(raw)
+    missing = (text.isna() | text.isin(markers)).to_numpy(copy=True)
+    parser = _PARSERS[field.type]
+    values, bad = parser(raw, text, missing, field)
+    if field.type is FieldType.numeric:
+        # "999" must mean missing whether it arrives as the text "999" or the number 999.0.
+        missing = missing | values.isin(_numeric_markers(markers)).to_numpy()
+    return Parsed(values=values, missing=missing, bad=bad & ~missing)
+
+
+def _numeric_markers(markers: frozenset[str]) -> list[float]:
+    parsed = pd.to_numeric(pd.Series(list(markers), dtype=object), errors="coerce")
+    return parsed.dropna().tolist()
+
+
+def normalize(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """The clean, PII-free view of `frame`'s declared fields (plus time features when stamped).
+
+    Unreadable cells become missing here; the pipeline rejects such rows before it gets this far,
+    and serving validates them at the edge, so this never hides an error from a user.
+    """
+    columns: dict[str, pd.Series] = {}
+    for name, field in spec.fields.items():
+        raw = frame[name] if name in frame else pd.Series(pd.NA, index=frame.index, dtype=object)
+        parsed = parse_field(raw, field, spec.missing_markers(name))
+        values = parsed.values.mask(parsed.missing | parsed.bad)
+        if field.type is FieldType.text and field.is_personal:
+            # A name's only legitimate signal is whether it was given.
+            values = pd.Series(np.where(parsed.missing, np.nan, 1.0), index=frame.index)
+        columns[name] = values
+    clean = pd.DataFrame(columns, index=frame.index)
+    if spec.timestamp and spec.timestamp in frame:
+        clean = clean.join(time_features(parse_timestamps(frame[spec.timestamp])))
+    return clean
+
+
+def parse_timestamps(raw: pd.Series) -> pd.Series:
+    """Timestamps as naive UTC datetimes; unreadable cells become NaT (validation reports them)."""
+    stamps = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
+    return stamps.dt.tz_localize(None)
+
+
+def time_features(stamps: pd.Series) -> pd.DataFrame:
+    month_end = stamps + pd.offsets.MonthEnd(0)
+    return pd.DataFrame(
+        {
+            "mql_weekday": stamps.dt.weekday.astype("float64"),
+            "mql_days_to_month_end": (month_end.dt.normalize() - stamps.dt.normalize()).dt.days.astype(
+                "float64"
+            ),
+        },
+        index=stamps.index,
+    )
+
+
+def email_kind(text: pd.Series) -> pd.Series:
+    """corporate / free / education / invalid for each address (missing stays missing)."""
+    lowered = text.str.strip().str.lower()
+    valid = lowered.str.match(_EMAIL_RE, na=False)
+    domain = lowered.str.rsplit("@", n=1).str[-1]
+    kind = np.select(
+        [~valid, domain.isin(FREE_MAIL_DOMAINS), domain.str.contains(_EDU_RE, na=False)],
+        ["invalid", "free", "education"],
+        default="corporate",
+    )
+    return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
+
+
+def phone_kind(text: pd.Series) -> pd.Series:
+    """valid when 7-15 digits that are not all the same digit, else invalid."""
+    digits = text.str.replace(r"\D", "", regex=True)
+    length = digits.str.len()
+    repeated = digits.str.fullmatch(r"(\d)\1*", na=False)
+    valid = length.between(7, 15) & ~repeated
+    kind = np.where(valid.fillna(False).to_numpy(dtype=bool), "valid", "invalid")
+    return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
+
+
+# -- per-type parsers: (raw, text, missing, field) -> (values, bad) ---------------------------------
+def _as_text(raw: pd.Series) -> pd.Series:
+    """Cells as stripped text with real nulls kept as NA, whatever the input dtype."""
+    if raw.dtype == bool or str(raw.dtype) == "boolean":
+        text = raw.map({True: "true", False: "false"})
+    else:
+        text = raw.astype("string")
+    return text.astype(object).where(text.notna()).str.strip()
+
+
+def _parse_numeric(raw, text, missing, field):
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    else:
+        values = pd.to_numeric(text.str.replace(",", "", regex=False), errors="coerce")
+        values = values.astype("float64")
+    unreadable = values.isna().to_numpy() | ~np.isfinite(values.to_numpy())
+    out_of_range = np.zeros(len(values), dtype=bool)
+    if field.min is not None:
+        out_of_range |= (values < field.min).to_numpy()
+    if field.max is not None:
+        out_of_range |= (values > field.max).to_numpy()
+    return values, unreadable | out_of_range
+
+
+def _parse_boolean(raw, text, missing, field):
+    lowered = text.str.lower()
+    values = pd.Series(np.nan, index=raw.index, dtype="float64")
+    values[lowered.isin(TRUE_WORDS)] = 1.0
+    values[lowered.isin(FALSE_WORDS)] = 0.0
+    return values, values.isna().to_numpy()
+
+
+def _parse_categorical(raw, text, missing, field):
+    return text.str.lower() if field.values is None else _canonical_case(text, field), np.zeros(
+        len(text), dtype=bool
+    )
+
+
+def _canonical_case(text: pd.Series, field: FieldSpec) -> pd.Series:
+    # Match declared values case-insensitively but keep the spelling the spec uses.
+    canonical = {v.lower(): v for v in field.values or ()}
+    lowered = text.str.lower()
+    return lowered.map(canonical).where(lowered.isin(canonical.keys()), lowered)
+
+
+def _parse_text(raw, text, missing, field):
+    cleaned = text.str.lower().str.replace(r"[^\w+#&/ ]+", " ", regex=True)
+    return cleaned.str.split().str.join(" "), np.zeros(len(text), dtype=bool)
+
+
+def _parse_email(raw, text, missing, field):
+    return email_kind(text), np.zeros(len(text), dtype=bool)
+
+
+def _parse_phone(raw, text, missing, field):
+    return phone_kind(text), np.zeros(len(text), dtype=bool)
+
+
+_PARSERS = {
+    FieldType.numeric: _parse_numeric,
+    FieldType.boolean: _parse_boolean,
+    FieldType.categorical: _parse_categorical,
+    FieldType.text: _parse_text,
+    FieldType.email: _parse_email,
+    FieldType.phone: _parse_phone,
+}

@@ -1,0 +1,43 @@
+"""Typed training configuration loaded from versioned YAML (data/config/train.yaml)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from models.spec import SpecError, format_validation_errors, load_yaml
+
+
+class EncoderConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_frequency: Annotated[int, Field(ge=1)] = 20
+    max_categories: Annotated[int, Field(ge=2)] = 100
+
+
+class GateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_gain_over_rules: float = 0.0
+    champion_margin: Annotated[float, Field(ge=0)] = 0.002
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seed: int = 42
+    lightgbm: dict[str, Any] = Field(default_factory=lambda: {"objective": "binary"})
+    num_boost_round: Annotated[int, Field(ge=1)] = 1500
+    early_stopping_rounds: Annotated[int, Field(ge=1)] = 50
+    encoder: EncoderConfig = EncoderConfig()
+    logistic_max_rows: Annotated[int, Field(ge=100)] = 200_000
+    gate: GateConfig = GateConfig()
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    try:
+        return TrainConfig.model_validate(load_yaml(path) or {})
+    except FileNotFoundError as exc:
+        raise SpecError(f"{path}: no such training config") from exc
+    except ValidationError as exc:
+        raise SpecError(f"{path}: invalid training config:\n{format_validation_errors(exc)}") from exc

@@ -1,0 +1,57 @@
+"""Settings of the training pipeline (one object, env prefix SAL_, built on first use)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PipelineSettings(BaseSettings):
+    """Where runs and models are tracked and where the shipped specs live.
+
+    The defaults run embedded on a fresh machine: MLflow on a SQLite file and a local artifact
+    folder in the working directory (both git-ignored). Point `SAL_TRACKING_URI` at a server or a
+    database URL (e.g. postgresql+psycopg://user@host:5432/db) to share runs.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="SAL_", env_file=".env", extra="ignore")
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    artifact_root: Path = Path("mlartifacts")
+    experiment: str = "lead-acceptance"
+    model_name: str | None = None  # default: the spec's model_name
+    data_dir: Path = Path("data")
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _absolute_sqlite(cls, uri: str) -> str:
+        # A relative SQLite path would follow the caller's working directory around.
+        prefix = "sqlite:///"
+        if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+            return prefix + str(Path(uri.removeprefix(prefix)).resolve())
+        return uri
+
+    @field_validator("artifact_root")
+    @classmethod
+    def _absolute_root(cls, path: Path) -> Path:
+        return path.resolve()
+
+    @property
+    def builtin_spec(self) -> Path:
+        return self.data_dir / "specs" / "builtin.yaml"
+
+    @property
+    def builtin_data(self) -> Path:
+        return self.data_dir / "leads.csv"
+
+    @property
+    def train_config(self) -> Path:
+        return self.data_dir / "config" / "train.yaml"
+
+
+@lru_cache
+def get_settings() -> PipelineSettings:
+    return PipelineSettings()

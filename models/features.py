@@ -23,8 +23,8 @@ FREE_MAIL_DOMAINS = frozenset(
 )
 EMAIL_KINDS = ("corporate", "free", "education", "invalid")
 PHONE_KINDS = ("valid", "invalid")
-_EMAIL_RE = r"^[^@\s]+@([a-z0-9-]+\.)+[a-z]{2,}$"
-_EDU_RE = r"(\.edu|\.ac\.[a-z]{2}|\.edu\.[a-z]{2})$"
+_EMAIL_RE = r"^[^@\s]+@(?:[a-z0-9-]+\.)+[a-z]{2,}$"
+_EDU_RE = r"(?:\.edu|\.ac\.[a-z]{2}|\.edu\.[a-z]{2})$"
 
 # Derived from the timestamp: sales capacity differs by weekday and near month-end.
 TIME_FEATURES = ("mql_weekday", "mql_days_to_month_end")
@@ -87,7 +87,7 @@ def time_features(stamps: pd.Series) -> pd.DataFrame:
     month_end = stamps + pd.offsets.MonthEnd(0)
     return pd.DataFrame(
         {
-            "mql_weekday": stamps.dt.weekday.astype("float64"),
+            "mql_weekday": stamps.dt.day_of_week.astype("float64"),
             "mql_days_to_month_end": (month_end.dt.normalize() - stamps.dt.normalize()).dt.days.astype(
                 "float64"
             ),

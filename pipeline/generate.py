@@ -53,7 +53,7 @@ _INDUSTRY_DRIFT = (0.0, 0.0, 0.9, 0.8, -1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 _SIZES = ("1-10", "11-50", "51-200", "201-1000", "1001-5000", "5000+")
 _SIZE_P = (0.14, 0.22, 0.24, 0.20, 0.11, 0.09)
 # Mid-market is the sweet spot; the largest accounts belong to a separate enterprise team.
-_SIZE_FIT = (-0.8, -0.2, 0.2, 0.4, 0.3, 0.1)
+_SIZE_FIT = (-0.5, -0.1, 0.2, 0.3, 0.2, 0.0)
 _REVENUES = ("<1M", "1M-10M", "10M-50M", "50M-250M", "250M-1B", ">1B")
 
 _COUNTRIES = (
@@ -105,18 +105,18 @@ _SENIORITY_BY_SIZE = (
 # Who can buy depends on company size (seniority rows x size columns): a founder of a 10-person
 # company signs, a CEO of a 5000+ company never answers, an engineer at an enterprise is a champion.
 _SENIORITY_X_SIZE = (
-    (1.0, 0.8, 0.0, -0.6, -1.2, -1.6),
-    (0.5, 0.5, 0.1, 0.0, 0.4, 0.6),
-    (-0.5, 0.0, 0.2, 0.2, 0.6, 0.8),
-    (-1.0, -0.6, 0.0, 0.2, 0.4, 0.6),
-    (-1.8, -1.0, -0.2, 0.2, 0.8, 1.0),
+    (1.3, 0.8, -0.4, -1.3, -2.0, -2.5),
+    (0.7, 0.5, -0.1, -0.4, -0.4, -0.4),
+    (-0.3, 0.1, 0.1, 0.0, 0.0, 0.0),
+    (-0.5, -0.3, 0.1, 0.3, 0.2, 0.2),
+    (-1.3, -0.7, 0.1, 0.5, 0.8, 0.8),
     (0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
 )
 # Industry x company size: regulated buyers need scale (compliance, procurement); software
 # startups buy fast while large software firms build in-house. Other industries: no interaction.
 _REGULATED = ("financial_services", "healthcare", "government", "energy")
-_REGULATED_X_SIZE = (-1.2, -0.8, 0.0, 0.5, 0.6, 0.6)
-_SOFTWARE_X_SIZE = (0.5, 0.5, 0.2, 0.0, -0.3, -0.5)
+_REGULATED_X_SIZE = (-1.0, -0.7, 0.1, 0.6, 0.8, 0.8)
+_SOFTWARE_X_SIZE = (0.8, 0.6, 0.0, -0.4, -0.8, -0.9)
 # How much a seniority speaks for itself on the BANT "authority" question.
 _AUTHORITY = (1.5, 1.2, 0.8, 0.0, -0.8, -2.0)
 
@@ -177,9 +177,9 @@ _REPS_BY_REGION = ((0, 5), (5, 4), (9, 2), (11, 1))  # (first rep, how many) per
 _REASONS = ("not_icp", "bad_data", "not_ready", "duplicate", "competitor_student")
 
 # Calibrated so that about 60 % of decided leads are accepted (see data/README.md).
-_ACCEPT_INTERCEPT = 1.25
-_NOISE_SD = 0.8  # what the rep learns on the call and the CRM never records
-_SQL_INTERCEPT = -1.25
+_ACCEPT_INTERCEPT = 1.4
+_NOISE_SD = 0.5  # what the rep learns on the call and the CRM never records
+_SQL_INTERCEPT = -1.05
 
 
 @dataclass(frozen=True)
@@ -589,11 +589,13 @@ def _behaviour(rng: np.random.Generator, firm: _Firm, person: _Person) -> _Behav
     # Marketing's points: linear, uncapped and blind to fit, which is why it predicts poorly.
     points = 10 + 3 * visits + pages + 6 * downloads + 8 * webinars + 2 * clicks - 0.8 * idle
     score = np.clip(np.round(points + rng.normal(0.0, 6.0, n)), 0, 100).astype(int)
-    # What sales values: diminishing returns on volume, recent activity counts most.
-    engagement = (
+    # What sales values: diminishing returns on volume, and volume only while it is fresh (a
+    # lead who read the docs three months ago has gone cold); recent activity counts most.
+    volume = (
         0.45 * np.log1p(visits) + 0.25 * np.log1p(pages) + 0.35 * np.minimum(downloads, 2)
-        + 0.4 * (webinars > 0) + 0.15 * np.log1p(clicks) + 1.2 * np.exp(-idle / 4.0)
+        + 0.4 * (webinars > 0) + 0.15 * np.log1p(clicks)
     )  # fmt: skip
+    engagement = volume * (0.4 + 0.6 * np.exp(-idle / 10.0)) + 1.2 * np.exp(-idle / 4.0)
     synced = np.where(rng.random(n) < 0.0003, -1, visits)  # CRM sync bug: fails `min: 0`
 
     demo = rng.random(n) < _sigmoid(-2.3 + 0.7 * intent + 0.3 * need)

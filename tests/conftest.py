@@ -1,0 +1,82 @@
+"""Shared fixtures: small specs and files written per test, one trained model per session."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from models.spec import DatasetSpec, load_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "datasets"
+
+TINY_SPEC = """
+name: tiny
+id: lead_id
+timestamp: mql_at
+missing_values: ["", Select]
+fields:
+  industry: {type: categorical, group: firm, values: [software, retail]}
+  employees: {type: numeric, min: 0, group: firm}
+  demo_requested: {type: boolean, monotone: increasing}
+  email: {type: email}
+labels:
+  accepted: {column: status, positive: [accepted], negative: [rejected], undecided: ["", pending]}
+max_bad_row_fraction: 0.5
+split: {method: time, test_fraction: 0.25, valid_fraction: 0.25}
+"""
+
+TINY_HEADER = "lead_id,mql_at,industry,employees,demo_requested,email,status"
+
+
+@pytest.fixture
+def tiny_spec(tmp_path: Path) -> DatasetSpec:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPEC)
+    return load_spec(path)
+
+
+@pytest.fixture
+def write_file(tmp_path: Path):
+    """Write text (dedented) to a file in the test's folder and return its path."""
+
+    def write(name: str, text: str) -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip("\n"))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def builtin_spec() -> DatasetSpec:
+    return load_spec(ROOT / "data" / "specs" / "builtin.yaml")
+
+
+@pytest.fixture
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Pipeline settings pointing at a throw-away SQLite tracking store and artifact folder."""
+    from pipeline.settings import PipelineSettings
+
+    monkeypatch.chdir(ROOT)
+    return PipelineSettings(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        artifact_root=tmp_path / "artifacts",
+        data_dir=ROOT / "data",
+        experiment="test-experiment",
+    )
+
+
+def shared_dataset(name: str) -> Path:
+    """Path of a dataset under ../shared, or skip: users' machines do not have that folder."""
+    path = SHARED_DATA / name
+    if not path.exists():
+        pytest.skip(f"{path} is absent (the shared datasets exist only on the project's machines)")
+    return path
+
+
+def require_postgres() -> bool:
+    return os.environ.get("SAL_REQUIRE_POSTGRES", "") not in ("", "0")

@@ -1,0 +1,129 @@
+"""Loading and validating files: bad input gets a message naming file, row and column; no row is
+dropped without being counted and written to the rejects file."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pipeline.load import LoadError, describe_errors, label_values, load_leads
+from tests.conftest import TINY_HEADER
+
+GOOD_ROWS = [
+    "L1,2025-01-02 10:00:00,software,120,true,ann@acme.com,accepted",
+    "L2,2025-01-03 10:00:00,retail,8,false,bob@gmail.com,rejected",
+    "L3,2025-01-04 10:00:00,Select,,yes,,pending",
+    "L4,2025-01-05 10:00:00,SOFTWARE,40,no,cy@corp.io,",
+]
+
+
+def _csv(rows: list[str], header: str = TINY_HEADER) -> str:
+    return "\n".join([header, *rows]) + "\n"
+
+
+def test_good_file_loads_every_row(write_file, tiny_spec, tmp_path) -> None:
+    leads = load_leads(write_file("ok.csv", _csv(GOOD_ROWS)), tiny_spec, tmp_path / "rej.csv")
+    assert leads.report.rows_read == 4 and leads.report.rows_rejected == 0
+    assert len(leads.frame) == 4 and not (tmp_path / "rej.csv").exists()
+    assert len(leads.report.sha256) == 64
+    accepted, sql = label_values(leads.frame, tiny_spec)
+    # pending and empty are undecided: unlabelled, never counted as rejections
+    assert accepted.tolist()[:2] == [1.0, 0.0] and accepted.iloc[2:].isna().all()
+    assert sql is None
+
+
+def test_bad_rows_are_rejected_counted_and_written(write_file, tiny_spec, tmp_path) -> None:
+    rows = [*GOOD_ROWS, "L5,2025-01-06 10:00:00,retail,-3,true,d@x.com,accepted",
+            "L6,2025-01-07 10:00:00,retail,12,maybe,e@x.com,accepted"]
+    rejects = tmp_path / "rejects.csv"
+    leads = load_leads(write_file("some-bad.csv", _csv(rows)), tiny_spec, rejects)
+    assert leads.report.rows_rejected == 2 and len(leads.frame) == 4
+    assert leads.frame["lead_id"].tolist() == ["L1", "L2", "L3", "L4"]
+    written = pd.read_csv(rejects)
+    assert written[["row", "line", "lead_id", "column"]].values.tolist() == [
+        [5, 6, "L5", "employees"], [6, 7, "L6", "demo_requested"]]
+    messages = describe_errors(leads.report)
+    assert messages[0] == "some-bad.csv, row 5 (line 6), column 'employees': '-3': not a number in [0, ]"
+    assert "not a yes/no value" in messages[1]
+
+
+def test_wrong_delimiter_is_explained(write_file, tiny_spec) -> None:
+    text = _csv(GOOD_ROWS).replace(",", ";")
+    with pytest.raises(LoadError) as err:
+        load_leads(write_file("semi.csv", text), tiny_spec)
+    message = str(err.value)
+    assert "semi.csv" in message and "missing column(s)" in message
+    assert "looks ';'-separated" in message and "read.delimiter is ','" in message
+
+
+def test_missing_label_column(write_file, tiny_spec) -> None:
+    header = TINY_HEADER.removesuffix(",status")
+    rows = [r.rsplit(",", 1)[0] for r in GOOD_ROWS]
+    with pytest.raises(LoadError, match=r"nolabel.csv: missing column\(s\) \['status'\].*Label"):
+        load_leads(write_file("nolabel.csv", _csv(rows, header)), tiny_spec)
+
+
+def test_unknown_label_values_are_rejected_by_row(write_file, tiny_spec, tmp_path) -> None:
+    rows = [*GOOD_ROWS, "L5,2025-01-06 10:00:00,retail,3,true,d@x.com,maybe"]
+    leads = load_leads(write_file("labels.csv", _csv(rows)), tiny_spec, tmp_path / "r.csv")
+    assert leads.report.rows_rejected == 1
+    (message,) = describe_errors(leads.report)
+    assert "row 5 (line 6), column 'status': 'maybe': unknown label value" in message
+    assert "'accepted'" in message and "'rejected'" in message
+
+
+def test_mostly_bad_file_is_refused(write_file, tiny_spec) -> None:
+    rows = [f"L{10 + i},2025-01-02,retail,lots,true,a@b.com,accepted" for i in range(5)] + GOOD_ROWS[:1]
+    with pytest.raises(LoadError) as err:
+        load_leads(write_file("junk.csv", _csv(rows)), tiny_spec)
+    message = str(err.value)
+    assert "refused: 5 of 6 rows (83%)" in message
+    assert "employees: 5" in message
+    assert "junk.csv, row 1 (line 2), column 'employees': 'lots'" in message
+
+
+def test_all_empty_feature_column_warns(write_file, tiny_spec) -> None:
+    rows = [",".join(r.split(",")[:5] + [""] + r.split(",")[6:]) for r in GOOD_ROWS]
+    leads = load_leads(write_file("noemail.csv", _csv(rows)), tiny_spec)
+    assert leads.report.rows_rejected == 0
+    assert leads.report.warnings == ["column 'email' is empty in every row: it carries no signal"]
+
+
+def test_all_undecided_label_warns(write_file, tiny_spec) -> None:
+    rows = [r.rsplit(",", 1)[0] + ",pending" for r in GOOD_ROWS]
+    leads = load_leads(write_file("undecided.csv", _csv(rows)), tiny_spec)
+    assert "label column 'status' has no decided outcome in any row" in leads.report.warnings
+
+
+def test_duplicated_ids_keep_the_first(write_file, tiny_spec, tmp_path) -> None:
+    rows = [*GOOD_ROWS, "L2,2025-01-09 10:00:00,retail,9,true,z@x.com,accepted"]
+    leads = load_leads(write_file("dups.csv", _csv(rows)), tiny_spec, tmp_path / "r.csv")
+    assert leads.report.rows_rejected == 1
+    assert leads.frame["lead_id"].tolist() == ["L1", "L2", "L3", "L4"]
+    assert leads.frame.loc[leads.frame.lead_id == "L2", "industry"].item() == "retail"
+    (message,) = describe_errors(leads.report)
+    assert "row 5 (line 6), column 'lead_id': 'L2': duplicate lead id (first seen at row 2)" in message
+
+
+def test_malformed_lines_are_counted_not_dropped(write_file, tiny_spec, tmp_path) -> None:
+    rows = [*GOOD_ROWS, "L5,2025-01-06 10:00:00,retail,3,true,d@x.com,accepted,EXTRA"]
+    leads = load_leads(write_file("ragged.csv", _csv(rows)), tiny_spec, tmp_path / "r.csv")
+    assert leads.report.rows_read == 5 and leads.report.rows_rejected == 1
+    (message,) = describe_errors(leads.report)
+    assert message == "ragged.csv, line 6: expected 7 fields, found 8"
+
+
+def test_bad_timestamp_and_personal_values_redacted(write_file, tiny_spec, tmp_path) -> None:
+    spec = tiny_spec.model_copy(update={"fields": {
+        **tiny_spec.fields,
+        "employees": tiny_spec.fields["employees"].model_copy(update={"personal": True})}})
+    rows = [*GOOD_ROWS, "L5,yesterday-ish,retail,-1,true,d@x.com,accepted"]
+    leads = load_leads(write_file("ts.csv", _csv(rows)), spec, tmp_path / "r.csv")
+    messages = " | ".join(describe_errors(leads.report))
+    assert "column 'mql_at': 'yesterday-ish': not a date/time" in messages
+    assert "column 'employees': '<redacted>'" in messages and "-1" not in messages
+
+
+def test_missing_file(tiny_spec, tmp_path) -> None:
+    with pytest.raises(LoadError, match="no such file"):
+        load_leads(tmp_path / "absent.csv", tiny_spec)

@@ -39,6 +39,8 @@ COLUMNS = (
 
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 _DATETIME_COLUMNS = ("mql_at", "sal_decided_at", "sql_at")
+_BOOLEAN_COLUMNS = ("demo_requested", "pricing_requested", "contact_me")
+_TEXT = np.dtypes.StringDType()  # numpy's variable-width strings: fast vectorised text building
 
 # --- firmographics ------------------------------------------------------------------------------
 _INDUSTRIES = (
@@ -119,6 +121,42 @@ _REGULATED_X_SIZE = (-1.0, -0.7, 0.1, 0.6, 0.8, 0.8)
 _SOFTWARE_X_SIZE = (0.8, 0.6, 0.0, -0.4, -0.8, -0.9)
 # How much a seniority speaks for itself on the BANT "authority" question.
 _AUTHORITY = (1.5, 1.2, 0.8, 0.0, -0.8, -2.0)
+# How titles spell each function (in _FUNCTIONS order): proper, casual, chief, chief spelt out.
+_FUNCTION_WORDS = (
+    ("IT", "it", "CIO", "Chief Information Officer"),
+    ("Engineering", "engineering", "CTO", "Chief Technology Officer"),
+    ("Marketing", "marketing", "CMO", "Chief Marketing Officer"),
+    ("Sales", "sales", "CRO", "Chief Revenue Officer"),
+    ("Finance", "finance", "CFO", "Chief Financial Officer"),
+    ("Operations", "ops", "COO", "Chief Operating Officer"),
+    ("HR", "people", "CHRO", "Chief People Officer"),
+    ("Strategy", "strategy", "CEO", "Chief Executive Officer"),
+    ("Research", "research", "Founder", "Founder"),
+    ("Business", "business", "Founder", "Owner"),
+)
+# Four title spellings per seniority, messy on purpose: {F} proper function, {f} casual,
+# {C} chief title, {c} chief in lower case, {L} chief spelt out. Contributors get role names.
+_TITLE_TEMPLATES = (
+    ("{C}", "{L}", "{c}", "Co-Founder & {C}"),
+    ("VP {F}", "vp, {f}", "Vice President of {F}", "VP of {F}"),
+    ("Director of {F}", "{F} Director", "Head of {F}", "director, {f}"),
+    ("{F} Manager", "Manager, {F}", "Sr. {F} Manager", "{f} mgr"),
+    None,  # individual contributors: role names from _CONTRIBUTOR_TITLES
+    ("{F} Intern", "Intern", "intern, {f}", "Summer Intern"),
+)
+_CONTRIBUTOR_TITLES = (
+    ("Systems Administrator", "IT Specialist", "sysadmin", "IT Analyst"),
+    ("Software Engineer", "Senior Software Engineer", "developer", "DevOps Engineer"),
+    ("Marketing Specialist", "Growth Marketer", "marketing coordinator", "Content Marketer"),
+    ("Account Executive", "SDR", "sales rep", "Account Manager"),
+    ("Financial Analyst", "Accountant", "FP&A Analyst", "analyst"),
+    ("Operations Analyst", "Ops Specialist", "operations", "Project Manager"),
+    ("HR Generalist", "Recruiter", "People Partner", "hr"),
+    ("Chief of Staff", "Executive Assistant", "Strategy Analyst", "Business Analyst"),
+    ("Student", "student", "PhD Student", "MBA Candidate"),
+    ("Consultant", "Specialist", "Analyst", "Associate"),
+)
+_STUDENT_TITLES = ("Student", "student", "PhD Student", "MBA Candidate")
 
 _FIRST_NAMES = (
     "James", "Mary", "John", "Patricia", "Robert", "Jennifer", "Michael", "Linda", "David",
@@ -184,9 +222,8 @@ _SQL_INTERCEPT = -1.05
 
 @dataclass(frozen=True)
 class _Firm:
-    """True firmographic codes (what the rep could look up) and the observed CRM columns."""
+    """True firmographic codes and the observed CRM columns."""
 
-    industry: np.ndarray
     size: np.ndarray
     country: np.ndarray
     region: np.ndarray
@@ -236,14 +273,14 @@ def generate_leads(n_rows: int = 50_000, seed: int = 7) -> pd.DataFrame:
         raise ValueError(f"n_rows must be at least 1, got {n_rows}")
     rng = np.random.default_rng(seed)
     mql_at = _mql_times(rng, n_rows)
-    firm = _firmographics(rng, n_rows)
-    person = _person(rng, firm)
+    function = _pick(rng, _FUNCTION_P, n_rows)
+    firm = _firmographics(rng, function == _STUDENT)
+    person = _person(rng, function, firm)
     behaviour = _behaviour(rng, firm, person)
     outcome = _outcomes(rng, mql_at, firm, person, behaviour)
     columns: dict[str, object] = {"lead_id": _lead_ids(n_rows), "mql_at": mql_at}
     columns |= firm.columns | person.columns | behaviour.columns | outcome
-    frame = pd.DataFrame({name: columns[name] for name in COLUMNS})
-    return _typed(frame)
+    return pd.DataFrame({name: _typed(name, columns[name]) for name in COLUMNS})
 
 
 def write_leads(df: pd.DataFrame, path: Path) -> Path:
@@ -269,7 +306,7 @@ def write_leads(df: pd.DataFrame, path: Path) -> Path:
 def _mql_times(rng: np.random.Generator, n: int) -> np.ndarray:
     """Sorted MQL timestamps: weekday-heavy, business hours, volume growing over the window."""
     days = pd.date_range(WINDOW_START, WINDOW_END - pd.Timedelta(days=1), freq="D")
-    weight = np.where(days.dayofweek < 5, 1.0, 0.15)
+    weight = np.where(days.day_of_week < 5, 1.0, 0.15)
     weight = weight * np.linspace(1.0, 1.35, len(days))  # marketing budget grows
     holidays = ((days.month == 12) & (days.day >= 22)) | ((days.month == 1) & (days.day <= 2))
     weight = np.where(holidays, weight * 0.4, weight)
@@ -285,12 +322,10 @@ def _mql_times(rng: np.random.Generator, n: int) -> np.ndarray:
 def _month_end(stamps: np.ndarray) -> np.ndarray:
     """True for timestamps on one of the last three business days (Mon-Fri) of their month."""
     days = pd.date_range(WINDOW_START, WINDOW_END, freq="D")
-    weekday = days.dayofweek < 5
+    weekday = days.day_of_week < 5
     month = days.year * 12 + days.month
     # Count business days from the end of each month; the last one is 1.
-    rank = (
-        pd.Series(weekday.astype(int)[::-1]).groupby(month[::-1]).cumsum().to_numpy()[::-1]
-    )
+    rank = pd.Series(weekday.astype(int)[::-1]).groupby(month[::-1]).cumsum().to_numpy()[::-1]
     flag = weekday & (rank <= 3)
     start = WINDOW_START.to_datetime64().astype("datetime64[D]")
     index = (stamps.astype("datetime64[D]") - start).astype(np.int64)
@@ -300,8 +335,7 @@ def _month_end(stamps: np.ndarray) -> np.ndarray:
 def _lead_ids(n: int) -> np.ndarray:
     """Ids "L0000001", ... in time order, widened beyond seven digits only when needed."""
     width = max(7, len(str(n)))
-    numbers = np.arange(1, n + 1).astype(np.dtypes.StringDType())
-    return np.strings.add("L", np.strings.zfill(numbers, width)).astype(object)
+    return _concat("L", np.strings.zfill(np.arange(1, n + 1).astype(_TEXT), width))
 
 
 # --- sampling helpers ---------------------------------------------------------------------------
@@ -332,16 +366,20 @@ def _blank(
 
     Returns the observed strings and the observed codes (-1 where a marker replaced the value).
     """
-    text = np.asarray(labels, dtype=object)[codes]
-    observed = codes.copy()
-    u = rng.random(len(codes))
-    low = 0.0
-    for marker, rate in markers.items():
-        hit = (u >= low) & (u < low + rate)
-        text[hit] = marker
-        observed[hit] = -1
-        low += rate
-    return text, observed
+    text, missing = _markers(rng, np.asarray(labels, dtype=object)[codes], markers)
+    return text, np.where(missing, -1, codes)
+
+
+def _markers(
+    rng: np.random.Generator, text: np.ndarray, markers: dict[str, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Replace values by missing markers at the given rates; returns the text and a missing mask."""
+    u = rng.random(len(text))
+    edges = np.cumsum([0.0, *markers.values()])
+    which = np.searchsorted(edges, u, side="right") - 1  # marker index, len(markers) = keep value
+    missing = which < len(markers)
+    labels = np.asarray([*markers, ""], dtype=object)
+    return np.where(missing, labels[np.minimum(which, len(markers))], text), missing
 
 
 def _table(values: tuple[float, ...], codes: np.ndarray) -> np.ndarray:
@@ -350,38 +388,42 @@ def _table(values: tuple[float, ...], codes: np.ndarray) -> np.ndarray:
     return lookup[np.where(codes < 0, len(values), codes)]
 
 
+def _lookup(labels: tuple[str, ...] | list[str], codes: np.ndarray) -> np.ndarray:
+    """Labels for codes as a numpy StringDType array, the fast path for building text."""
+    return np.asarray(labels, dtype=_TEXT)[codes]
+
+
 def _concat(*parts: np.ndarray | str) -> np.ndarray:
-    """Element-wise string concatenation (numpy StringDType), returned as an object array."""
-    string = np.dtypes.StringDType()
-    out = np.asarray(parts[0], dtype=string)
+    """Element-wise string concatenation of arrays and constants (numpy StringDType)."""
+    out = np.asarray(parts[0], dtype=_TEXT)
     for part in parts[1:]:
-        out = np.strings.add(out, np.asarray(part, dtype=string))
-    return out.astype(object)
+        out = np.strings.add(out, np.asarray(part, dtype=_TEXT))
+    return out
 
 
 # --- firmographics ------------------------------------------------------------------------------
-def _firmographics(rng: np.random.Generator, n: int) -> _Firm:
+def _firmographics(rng: np.random.Generator, student: np.ndarray) -> _Firm:
     """Industry, size, revenue correlated with size, and country with its derived region."""
+    n = len(student)
     industry = _pick(rng, _INDUSTRY_P, n)
+    # Students mostly give their university as the company.
+    industry[student & (rng.random(n) < 0.6)] = _INDUSTRIES.index("education")
     size = _pick(rng, _SIZE_P, n)
     revenue = np.clip(size + rng.choice([-1, 0, 0, 0, 1], size=n), 0, len(_REVENUES) - 1)
     country = _pick(rng, _COUNTRY_P, n)
     region = np.asarray(_COUNTRY_REGION)[country]
 
-    industry_text, industry_obs = _blank(
-        rng, _INDUSTRIES, industry, {"Select": 0.03, "": 0.02}
-    )
+    industry_text, industry_obs = _blank(rng, _INDUSTRIES, industry, {"Select": 0.03, "": 0.02})
     size_text, size_obs = _blank(rng, _SIZES, size, {"unknown": 0.04, "": 0.01})
     revenue_text, revenue_obs = _blank(rng, _REVENUES, revenue, {"": 0.11, "--": 0.01})
     country_text, country_obs = _blank(rng, _COUNTRIES, country, {"": 0.02})
-    messy = (rng.random(n) < 0.01) & (country_obs >= 0)
-    variant = rng.integers(0, 3, n)
-    country_text[messy] = np.asarray(_COUNTRY_VARIANTS, dtype=object)[country, variant][messy]
-    # Region is derived by the CRM from the country, so it is missing exactly when country is.
+    misspelt = (rng.random(n) < 0.01) & (country_obs >= 0)
+    variant = np.asarray(_COUNTRY_VARIANTS, dtype=object)[country, rng.integers(0, 3, n)]
+    country_text = np.where(misspelt, variant, country_text)
+    # The CRM derives region from the (clean) country, so it is missing exactly when country is.
     region_text = np.where(country_obs >= 0, np.asarray(_REGIONS, dtype=object)[region], "")
     region_obs = np.where(country_obs >= 0, region, -1)
     return _Firm(
-        industry=industry,
         size=size,
         country=country,
         region=region,
@@ -403,21 +445,16 @@ def _firmographics(rng: np.random.Generator, n: int) -> _Firm:
 
 
 # --- person -------------------------------------------------------------------------------------
-def _person(rng: np.random.Generator, firm: _Firm) -> _Person:
-    """Job function, seniority, title, name, email and phone of the person behind the lead."""
-    n = len(firm.size)
-    function = _pick(rng, _FUNCTION_P, n)
+def _person(rng: np.random.Generator, function: np.ndarray, firm: _Firm) -> _Person:
+    """Seniority, title, name, email and phone of the person behind the lead."""
+    n = len(function)
     student = function == _STUDENT
-    # Students mostly sign up with their university as the company.
-    firm.industry[student & (rng.random(n) < 0.6)] = _INDUSTRIES.index("education")
     seniority = _seniority(rng, function, firm.size)
 
     function_text, function_obs = _blank(rng, _FUNCTIONS, function, {"": 0.04, "Select": 0.01})
     seniority_text, seniority_obs = _blank(rng, _SENIORITIES, seniority, {"": 0.06})
     titles = _title_table()[seniority, function, rng.integers(0, 4, n)]
-    title_text, _ = _blank(rng, ("",), np.zeros(n, dtype=int), {"": 0.025, "N/A": 0.005})
-    title_text = np.where(title_text == "", titles, title_text)
-    title_text[title_text == "N/A"] = "N/A"
+    title_text, title_missing = _markers(rng, titles, {"": 0.025, "N/A": 0.005})
 
     first = rng.integers(0, len(_FIRST_NAMES), n)
     last = rng.integers(0, len(_LAST_NAMES), n)
@@ -446,7 +483,7 @@ def _person(rng: np.random.Generator, firm: _Firm) -> _Person:
         observed={
             "function": function_obs,
             "seniority": seniority_obs,
-            "title": np.where(np.isin(title_text, ["", "N/A"]), -1, 0),
+            "title": np.where(title_missing, -1, 0),
             "first_name": first_obs,
             "last_name": last_obs,
         },
@@ -462,42 +499,14 @@ def _seniority(rng: np.random.Generator, function: np.ndarray, size: np.ndarray)
 
 
 def _title_table() -> np.ndarray:
-    """Free-text job titles as CRMs hold them: (seniority, function, 4 spelling variants)."""
-    words = {  # how each function is written inside titles: (proper case, casual)
-        "it": ("IT", "it"), "engineering": ("Engineering", "engineering"),
-        "marketing": ("Marketing", "marketing"), "sales": ("Sales", "sales"),
-        "finance": ("Finance", "finance"), "operations": ("Operations", "ops"),
-        "hr": ("HR", "people"), "executive": ("Strategy", "strategy"),
-        "student": ("Research", "research"), "other": ("Business", "business"),
-    }  # fmt: skip
-    chiefs = {
-        "it": "CIO", "engineering": "CTO", "marketing": "CMO", "sales": "CRO", "finance": "CFO",
-        "operations": "COO", "hr": "CHRO", "executive": "CEO", "student": "Founder",
-        "other": "Founder",
-    }  # fmt: skip
-    contributors = {
-        "it": ("Systems Administrator", "IT Specialist", "sysadmin", "IT Analyst"),
-        "engineering": ("Software Engineer", "Senior Software Engineer", "developer", "DevOps Engineer"),
-        "marketing": ("Marketing Specialist", "Growth Marketer", "marketing coordinator", "Content Marketer"),
-        "sales": ("Account Executive", "SDR", "sales rep", "Account Manager"),
-        "finance": ("Financial Analyst", "Accountant", "FP&A Analyst", "analyst"),
-        "operations": ("Operations Analyst", "Ops Specialist", "operations", "Project Manager"),
-        "hr": ("HR Generalist", "Recruiter", "People Partner", "hr"),
-        "executive": ("Chief of Staff", "Executive Assistant", "Strategy Analyst", "Business Analyst"),
-        "student": ("Student", "student", "PhD Student", "MBA Candidate"),
-        "other": ("Consultant", "Specialist", "Analyst", "Associate"),
-    }  # fmt: skip
+    """Every job title the generator writes, indexed (seniority, function, spelling variant)."""
     table = np.empty((len(_SENIORITIES), len(_FUNCTIONS), 4), dtype=object)
-    for f, function in enumerate(_FUNCTIONS):
-        proper, casual = words[function]
-        chief = chiefs[function]
-        table[0, f] = (chief, f"Chief {proper} Officer", chief.lower(), f"Co-Founder & {chief}")
-        table[1, f] = (f"VP {proper}", f"vp, {casual}", f"Vice President of {proper}", f"VP of {proper}")
-        table[2, f] = (f"Director of {proper}", f"{proper} Director", f"Head of {proper}", f"director, {casual}")
-        table[3, f] = (f"{proper} Manager", f"Manager, {proper}", f"Sr. {proper} Manager", f"{casual} mgr")
-        table[4, f] = contributors[function]
-        table[5, f] = (f"{proper} Intern", "Intern", f"intern, {casual}", "Summer Intern")
-    table[:, _STUDENT] = contributors["student"]
+    for f, (proper, casual, chief, chief_long) in enumerate(_FUNCTION_WORDS):
+        names = {"F": proper, "f": casual, "C": chief, "c": chief.lower(), "L": chief_long}
+        for s, templates in enumerate(_TITLE_TEMPLATES):
+            spelt = _CONTRIBUTOR_TITLES[f] if templates is None else templates
+            table[s, f] = [template.format(**names) for template in spelt]
+    table[:, _STUDENT] = _STUDENT_TITLES
     return table
 
 
@@ -510,13 +519,14 @@ def _emails(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Email addresses and their kind: 0 corporate, 1 free-mail, 2 .edu, 3 malformed."""
     n = len(first)
-    first_lower = np.char.lower(np.asarray(_FIRST_NAMES))[first]
-    last_lower = np.char.replace(np.char.lower(np.asarray(_LAST_NAMES)), " ", "")[last]
+    first_lower = _lookup([name.lower() for name in _FIRST_NAMES], first)
+    last_lower = _lookup([name.lower().replace(" ", "") for name in _LAST_NAMES], last)
     style = rng.choice(3, size=n, p=[0.6, 0.25, 0.15])
-    local = np.select(
-        [style == 0, style == 1],
-        [_concat(first_lower, ".", last_lower), _concat(np.strings.slice(first_lower, 0, 1), last_lower)],
-        first_lower.astype(object),
+    initial = np.strings.slice(first_lower, 0, 1)
+    local = np.where(
+        style == 0,
+        _concat(first_lower, ".", last_lower),
+        np.where(style == 1, _concat(initial, last_lower), first_lower),
     )
 
     # Small companies sign up with private addresses more often; students mostly with .edu.
@@ -524,21 +534,27 @@ def _emails(
     kind = np.where(student, np.where(rng.random(n) < 0.8, 2, 1), kind)
     kind = np.where(rng.random(n) < 0.015, 3, kind)
 
-    stem = np.asarray(_DOMAIN_STEMS)[rng.integers(0, len(_DOMAIN_STEMS), n)]
-    suffix = np.asarray(_DOMAIN_SUFFIXES)[rng.integers(0, len(_DOMAIN_SUFFIXES), n)]
-    tld = np.where(rng.random(n) < 0.6, np.asarray(_COUNTRY_TLDS)[firm.country], ".com")
+    stem = _lookup(_DOMAIN_STEMS, rng.integers(0, len(_DOMAIN_STEMS), n))
+    suffix = _lookup(_DOMAIN_SUFFIXES, rng.integers(0, len(_DOMAIN_SUFFIXES), n))
+    tld = np.where(rng.random(n) < 0.6, _lookup(_COUNTRY_TLDS, firm.country), ".com")
     corporate = _concat(stem, suffix, tld)
-    digits = np.where(rng.random(n) < 0.5, rng.integers(1, 99, n).astype(str), "")
-    free = _concat(local, digits, "@", np.asarray(_FREE_MAIL)[_pick(rng, _FREE_MAIL_P, n)])
-    edu = _concat(local, "@", np.asarray(_UNIVERSITIES)[rng.integers(0, len(_UNIVERSITIES), n)])
+    free = _lookup(_FREE_MAIL, _pick(rng, _FREE_MAIL_P, n))
+    university = _lookup(_UNIVERSITIES, rng.integers(0, len(_UNIVERSITIES), n))
+    digits = np.where(rng.random(n) < 0.5, rng.integers(1, 99, n).astype(_TEXT), "")
+    domain = np.where(kind == 1, free, np.where(kind == 2, university, corporate))
+    email = _concat(local, np.where(kind == 1, digits, ""), "@", domain)
+
     broken = rng.choice(4, size=n, p=[0.35, 0.2, 0.25, 0.2])
-    malformed = np.select(
-        [broken == 0, broken == 1, broken == 2],
-        [_concat(local, "@"), np.full(n, "n/a", dtype=object), _concat(local, "@", stem)],
-        _concat(local, " at ", corporate),
-    )
-    email = np.select(
-        [kind == 0, kind == 1, kind == 2], [_concat(local, "@", corporate), free, edu], malformed
+    bad = np.flatnonzero(kind == 3)
+    local, broken, stem, corporate = local[bad], broken[bad], stem[bad], corporate[bad]
+    email[bad] = np.where(
+        broken == 0,
+        _concat(local, "@"),
+        np.where(
+            broken == 1,
+            "n/a",
+            np.where(broken == 2, _concat(local, "@", stem), _concat(local, " at ", corporate)),
+        ),
     )
     return email, kind
 
@@ -548,19 +564,21 @@ def _phones(rng: np.random.Generator, country: np.ndarray) -> tuple[np.ndarray, 
     n = len(country)
     present = rng.random(n) < 0.60
     junk = present & (rng.random(n) < 0.03)
-    area = rng.integers(200, 1000, n).astype(str)
-    middle = rng.integers(200, 1000, n).astype(str)
-    end = np.strings.zfill(rng.integers(0, 10_000, n).astype(str), 4)
-    code = np.asarray(_CALLING_CODES)[country]
+    area = rng.integers(200, 1000, n).astype(_TEXT)
+    middle = rng.integers(200, 1000, n).astype(_TEXT)
+    end = np.strings.zfill(rng.integers(0, 10_000, n).astype(_TEXT), 4)
+    code = _lookup(_CALLING_CODES, country)
     # North American numbers are often written the national way, "(415) 555-0134".
     style = np.where(country <= 1, rng.integers(0, 3, n), rng.integers(0, 2, n))
-    number = np.select(
-        [style == 0, style == 1],
-        [_concat(code, " ", area, " ", middle, " ", end), _concat(code, area, middle, end)],
-        _concat("(", area, ") ", middle, "-", end),
+    number = np.where(
+        style == 0,
+        _concat(code, " ", area, " ", middle, " ", end),
+        np.where(
+            style == 1, _concat(code, area, middle, end), _concat("(", area, ") ", middle, "-", end)
+        ),
     )
-    placeholder = np.asarray(("000", "0000000000", "123", "tbd", "+1 000"), dtype=object)
-    number = np.where(junk, placeholder[rng.integers(0, 5, n)], np.where(present, number, ""))
+    placeholder = _lookup(("000", "0000000000", "123", "tbd", "+1 000"), rng.integers(0, 5, n))
+    number = np.where(junk, placeholder, np.where(present, number, ""))
     return number, np.where(junk, 2, np.where(present, 1, 0))
 
 
@@ -676,25 +694,22 @@ def _outcomes(
     """Sales' decision, its timing, reason and owner, and the SQL outcome of accepted leads."""
     n = len(mql_at)
     student = _looks_like_student(person)
-    fit = _fit(mql_at, firm, person)
-    quality = _quality(firm, person)
+    fit = _fit(mql_at, firm, person) + np.asarray(_SOURCE_FIT)[behaviour.source]
+    missing = _missing_fields(firm, person)
+    quality = _quality(person, missing)
     # Engagement only counts from a lead worth calling, and little from a private address.
-    eng = (
-        behaviour.engagement
-        * np.where(person.free_mail | person.edu_mail, 0.4, 1.0)
-        * np.where(fit > 0.0, 1.0, 0.5)
-        - 1.8
-    )
+    private = person.free_mail | person.edu_mail
+    eng = behaviour.engagement * np.where(private, 0.4, 1.0) * np.where(fit > 0.0, 1.0, 0.5)
+    eng = eng - 1.8
     ready = _readiness(firm, behaviour, student)
-    rep = np.where(
-        firm.observed["region"] >= 0, _route(rng, firm.region), rng.integers(0, len(_REPS), n)
-    )
+    routed = _route(rng, firm.region)
+    owner = np.where(firm.observed["region"] >= 0, routed, rng.integers(0, len(_REPS), n))
     strictness = rng.normal(0.0, 0.3, len(_REPS))
     duplicate = rng.random(n) < 0.02  # contact already in the CRM: rejected whatever it looks like
     logit = (
         _ACCEPT_INTERCEPT + fit + quality + eng + ready
         - 0.9 * _month_end(mql_at)  # reps chase their quota at month-end, not new leads
-        + strictness[rep] + 0.25 * behaviour.need + rng.normal(0.0, _NOISE_SD, n)
+        + strictness[owner] + 0.25 * behaviour.need + rng.normal(0.0, _NOISE_SD, n)
     )  # fmt: skip
     accepted = (rng.random(n) < _sigmoid(logit)) & ~duplicate
 
@@ -706,7 +721,7 @@ def _outcomes(
     export = EXPORT_AT.to_datetime64().astype("datetime64[s]")
     decided = (decided_at < export) & (rng.random(n) >= 0.01)  # ~1 % never looked at
 
-    reason = _reasons(rng, fit, quality, eng + ready, person, student, duplicate)
+    reason = _reasons(rng, fit, missing, eng + ready, person, student, duplicate)
     status = np.where(accepted, "accepted", "rejected").astype(object)
     status = np.where(decided, status, np.where(rng.random(n) < 0.7, "pending", ""))
     sql = _sql(rng, decided_at, firm, person, behaviour, export)
@@ -717,11 +732,11 @@ def _outcomes(
         "rejection_reason": np.where(decided & ~accepted, reason, ""),
         "sql_status": np.where(won, sql["status"], ""),
         "sql_at": np.where(won, sql["at"], np.datetime64("NaT")),
-        "owner": np.where(decided, np.asarray(_REPS, dtype=object)[rep], ""),
+        "owner": np.where(decided, np.asarray(_REPS, dtype=object)[owner], ""),
     }
 
 
-def _looks_like_student(person: _Person) -> bool | np.ndarray:
+def _looks_like_student(person: _Person) -> np.ndarray:
     """What gives a student away to the rep: the function field, a .edu address or the title."""
     title_seen = person.observed["title"] >= 0
     return (
@@ -752,10 +767,14 @@ def _fit(mql_at: np.ndarray, firm: _Firm, person: _Person) -> np.ndarray:
     )  # fmt: skip
 
 
-def _quality(firm: _Firm, person: _Person) -> np.ndarray:
-    """Data-quality penalty: each missing field hurts more than the last; bad contacts hurt most."""
+def _missing_fields(firm: _Firm, person: _Person) -> np.ndarray:
+    """How many firmographic and person fields the CRM record lacks."""
     observed = (*firm.observed.values(), *person.observed.values())
-    missing = np.sum([codes < 0 for codes in observed], axis=0)
+    return np.sum([codes < 0 for codes in observed], axis=0)
+
+
+def _quality(person: _Person, missing: np.ndarray) -> np.ndarray:
+    """Data-quality penalty: each missing field hurts more than the last; bad contacts hurt most."""
     return (
         -0.2 * missing - 0.1 * missing**2
         - 0.6 * person.free_mail - 1.0 * person.edu_mail - 1.6 * person.bad_email
@@ -789,19 +808,24 @@ def _route(rng: np.random.Generator, region: np.ndarray) -> np.ndarray:
 def _reasons(
     rng: np.random.Generator,
     fit: np.ndarray,
-    quality: np.ndarray,
+    missing: np.ndarray,
     readiness: np.ndarray,
     person: _Person,
     student: np.ndarray,
     duplicate: np.ndarray,
 ) -> np.ndarray:
-    """The reason a rep would give for rejecting each lead, chosen by what hurt it most."""
+    """The reason a rep would give for rejecting each lead, drawn in proportion to what hurt it.
+
+    Students and .edu addresses are "competitor_student", known contacts "duplicate"; the rest is
+    "not_icp", "bad_data" or "not_ready", weighted by poor fit, broken contact data and missing
+    fields, and low engagement and readiness.
+    """
     n = len(fit)
     weights = np.column_stack(
         [
             0.2 + np.exp(-1.2 * fit),
-            0.1 + 3.0 * person.bad_email + 1.5 * person.bad_phone + np.exp(1.0 * -quality) - 1.0,
-            0.2 + np.exp(-1.0 * readiness),
+            0.15 + 4.0 * person.bad_email + 2.0 * person.bad_phone + 0.4 * missing,
+            0.2 + np.exp(-readiness),
         ]
     )
     reason = np.asarray(_REASONS[:3], dtype=object)[_pick_rows(rng, np.log(weights))]
@@ -839,18 +863,14 @@ def _sql(
     }
 
 
-def _typed(frame: pd.DataFrame) -> pd.DataFrame:
-    """Give each column its documented dtype (str, int64, float64, boolean, datetime64[s])."""
-    for name in frame.columns:
-        column = frame[name]
-        if name in _DATETIME_COLUMNS:
-            frame[name] = column.astype("datetime64[s]")
-        elif name == "time_on_site_min":
-            frame[name] = column.astype("float64")
-        elif name in ("demo_requested", "pricing_requested", "contact_me"):
-            frame[name] = column.astype("boolean")
-        elif pd.api.types.is_integer_dtype(column.dtype):
-            frame[name] = column.astype("int64")
-        else:
-            frame[name] = column.astype("str")
-    return frame
+def _typed(name: str, values: object) -> object:
+    """One column in its documented dtype: str, int64, float64, boolean or datetime64[s]."""
+    if name in _BOOLEAN_COLUMNS:
+        return pd.array(values, dtype="boolean")
+    values = np.asarray(values)
+    if name in _DATETIME_COLUMNS:
+        return values.astype("datetime64[s]")
+    if values.dtype.kind in "iuf":
+        return values
+    # Object arrays convert to pandas' Arrow-backed strings far faster than StringDType does.
+    return pd.array(values.astype(object), dtype="str")

@@ -52,8 +52,8 @@ def current_champion(name: str, test_leads: pd.DataFrame, labels: pd.Series) -> 
         scores = model.predict(test_leads)["p_accept"].to_numpy()
     except Exception as exc:  # noqa: BLE001 (any failure means "not comparable", reported as such)
         log.warning("champion v%s cannot score this test slice: %s", version.version, exc)
-        return Champion(version=version.version, roc_auc=None, problem=str(exc).splitlines()[0])
-    return Champion(version=version.version, roc_auc=float(roc_auc_score(labels, scores)))
+        return Champion(version=str(version.version), roc_auc=None, problem=str(exc).splitlines()[0])
+    return Champion(version=str(version.version), roc_auc=float(roc_auc_score(labels, scores)))
 
 
 def register(model_uri: str, name: str, candidate_auc: float, rules_auc: float,

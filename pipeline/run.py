@@ -111,7 +111,7 @@ def _train_and_log(leads: Leads, spec: DatasetSpec, criteria: Criteria, config: 
         model.metadata.update(_model_metadata(leads, split, audit, spec))
     with _stage(5, "baselines and evaluation"):
         test = _slice(clean, accepted, sql, split, "test")
-        scores, evaluation, sql_eval = _evaluate(model, clean, accepted, split, test, config)
+        scores, evaluation, sql_eval = _evaluate(model, clean, accepted, sql, split, test, config)
     with _stage(6, "log to MLflow"):
         _log_run(leads, spec, criteria, config, inputs, split, audit, evaluation, sql_eval, scores,
                  test, model)
@@ -152,29 +152,29 @@ def _slice(clean: pd.DataFrame, accepted: pd.Series, sql: pd.Series | None, spli
                  sql=None if sql is None else sql.loc[index])
 
 
-def _evaluate(model: AcceptanceModel, clean: pd.DataFrame, accepted: pd.Series, split: Split,
-              test: Slice, config: TrainConfig) -> tuple[dict[str, np.ndarray], Evaluation,
-                                                         Evaluation | None]:
-    valid_clean = clean.loc[split.valid]
-    valid_rules = model.criteria.score(valid_clean, model.spec).total
-    rule_calibrator = fit_rule_calibration(valid_rules, accepted.loc[split.valid])
+def _evaluate(model: AcceptanceModel, clean: pd.DataFrame, accepted: pd.Series,
+              sql: pd.Series | None, split: Split, test: Slice,
+              config: TrainConfig) -> tuple[dict[str, np.ndarray], Evaluation, Evaluation | None]:
+    valid_rules = model.criteria.score(clean.loc[split.valid], model.spec).total
     predicted = model.predict_clean(test.clean)
     logistic = fit_logistic(clean.loc[split.train], accepted.loc[split.train], model.spec,
                             model.feature_names, config.logistic_max_rows, config.seed)
+    rules_to_accept = fit_rule_calibration(valid_rules, accepted.loc[split.valid])
     scores = {
         "model": predicted["p_accept"].to_numpy(),
-        "rules": rule_calibrator(predicted["rule_score"].to_numpy()),
+        "rules": rules_to_accept(predicted["rule_score"].to_numpy()),
         "logistic": predict_logistic(logistic, test.clean),
     }
     segments = test.clean[list(model.spec.segments)]
     evaluation = evaluate(test.accepted, scores, segments)
-    sql_eval = None
-    if model.sql is not None and test.sql is not None:
-        known = test.sql.notna().to_numpy()
-        sql_scores = {"model": predicted["p_sql"].to_numpy()[known],
-                      "rules": scores["rules"][known]}
-        sql_eval = evaluate(test.sql[known], sql_scores, segments.iloc[0:0])
-    return scores, evaluation, sql_eval
+    if model.sql is None or sql is None or test.sql is None:
+        return scores, evaluation, None
+    # The rules are calibrated to P(SQL) separately, so calibration metrics compare like with like.
+    rules_to_sql = fit_rule_calibration(valid_rules, sql.loc[split.valid])
+    known = test.sql.notna().to_numpy()
+    sql_scores = {"model": predicted["p_sql"].to_numpy()[known],
+                  "rules": rules_to_sql(predicted["rule_score"].to_numpy()[known])}
+    return scores, evaluation, evaluate(test.sql[known], sql_scores, segments[known])
 
 
 def _model_metadata(leads: Leads, split: Split, audit: AuditReport, spec: DatasetSpec) -> dict:

@@ -80,3 +80,28 @@ def shared_dataset(name: str) -> Path:
 
 def require_postgres() -> bool:
     return os.environ.get("SAL_REQUIRE_POSTGRES", "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def builtin_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small built-in dataset written as a CRM export would be (12,000 MQLs)."""
+    from pipeline.generate import generate_leads, write_leads
+
+    path = tmp_path_factory.mktemp("data") / "leads.csv"
+    return write_leads(generate_leads(12_000, seed=5), path)
+
+
+@pytest.fixture(scope="session")
+def trained(builtin_csv: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One full training run into a throw-away MLflow store, shared by the model tests."""
+    from pipeline.run import TrainInputs, train_from_file
+    from pipeline.settings import PipelineSettings
+
+    store = tmp_path_factory.mktemp("mlflow")
+    settings = PipelineSettings(tracking_uri=f"sqlite:///{store / 'mlflow.db'}",
+                                artifact_root=store / "artifacts", data_dir=ROOT / "data",
+                                experiment="session")
+    inputs = TrainInputs(data=builtin_csv, spec=ROOT / "data/specs/builtin.yaml",
+                         config=ROOT / "data/config/train.yaml", rejects=store / "rejects.csv")
+    summary = train_from_file(inputs, settings)
+    return summary, settings, store

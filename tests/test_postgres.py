@@ -1,0 +1,61 @@
+"""The same pipeline against a PostgreSQL tracking store (the local server, for real).
+
+Skips with a reason where no server is reachable (a laptop); CI sets SAL_REQUIRE_POSTGRES=1, which
+turns that skip into a failure so the PostgreSQL path can never silently stop being tested.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from pipeline.run import TrainInputs, train_from_file
+from pipeline.settings import PipelineSettings
+from tests.conftest import ROOT, require_postgres
+
+pytestmark = pytest.mark.postgres
+
+SERVER = os.environ.get("SAL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_database():
+    """A fresh database on the server for one test, dropped afterwards."""
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(SERVER, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if require_postgres():
+            pytest.fail(f"SAL_REQUIRE_POSTGRES is set but PostgreSQL at {SERVER} is unreachable: {exc}")
+        pytest.skip(f"no PostgreSQL server at {SERVER} ({exc.__class__.__name__}); "
+                    "set SAL_TEST_POSTGRES_URL to point at one")
+    name = f"sal_test_{uuid.uuid4().hex[:10]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield SERVER.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def test_training_tracks_and_registers_in_postgres(postgres_database, builtin_csv, tmp_path,
+                                                    monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    settings = PipelineSettings(tracking_uri=postgres_database, artifact_root=tmp_path / "artifacts",
+                                data_dir=ROOT / "data", experiment="pg")
+    inputs = TrainInputs(data=builtin_csv, spec=ROOT / "data/specs/builtin.yaml",
+                         rejects=tmp_path / "rejects.csv")
+    summary = train_from_file(inputs, settings)
+    assert summary.champion_moved
+    mlflow.set_tracking_uri(postgres_database)
+    client = MlflowClient()
+    run = client.get_run(summary.run_id)
+    assert run.data.metrics["test_model_roc_auc"] > run.data.metrics["test_rules_roc_auc"]
+    version = client.get_model_version_by_alias(summary.model_name, "champion")
+    assert str(version.version) == summary.model_version
+    model = mlflow.pyfunc.load_model(f"models:/{summary.model_name}@champion")
+    assert model.metadata.get_input_schema().input_names()[0] == "lead_id"

@@ -4,7 +4,7 @@ This is what a sales-and-marketing team writes down as its acceptance agreement 
 usual weighting: completeness 20, ICP fit 30, lead score 25, readiness 25). The model is compared
 against it on the same leads, and reps see it next to the model's score.
 
-Each criterion earns `weight x (points of the rules that fired / points of all its rules)`. A rule on
+Each criterion earns `weight x (points of rules that fired / points of all its rules)`. A rule on
 a field group (`group: firmographics, present: true`) earns its points in proportion to how many
 of the group's fields are filled in.
 """
@@ -99,10 +99,14 @@ class Criteria(BaseModel):
 
     def check_against(self, spec: DatasetSpec) -> None:
         """Raise CriteriaError unless every rule fits a field (and type) the spec declares."""
-        problems = [p for crit in self.criteria.values() for r in crit.rules for p in _check(r, spec)]
+        problems = [
+            p for crit in self.criteria.values() for r in crit.rules for p in _check(r, spec)
+        ]
         if problems:
-            raise CriteriaError(f"criteria {self.name!r} do not fit spec {spec.name!r}:\n  - "
-                                + "\n  - ".join(problems))
+            raise CriteriaError(
+                f"criteria {self.name!r} do not fit spec {spec.name!r}:\n  - "
+                + "\n  - ".join(problems)
+            )
 
     def score(self, clean: pd.DataFrame, spec: DatasetSpec) -> CriteriaScores:
         """Score the clean view of leads (models.features.normalize output)."""
@@ -203,6 +207,8 @@ def _check(rule: Rule, spec: DatasetSpec) -> list[str]:
         given = rule.equals if rule.condition == "equals" else getattr(rule, rule.condition)
         unknown = {given} - allowed if rule.condition == "equals" else set(given) - allowed
         if unknown:
-            return [f"{where}: {sorted(map(str, unknown))} not among {rule.field!r}'s values "
-                    f"{sorted(map(str, allowed))}"]
+            return [
+                f"{where}: {sorted(map(str, unknown))} not among {rule.field!r}'s values "
+                f"{sorted(map(str, allowed))}"
+            ]
     return []

@@ -90,7 +90,8 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
         return [
             name
             for name, field in self.spec.fields.items()
-            if field.type in _CODED_TYPES and not (field.type is FieldType.text and field.is_personal)
+            if field.type in _CODED_TYPES
+            and not (field.type is FieldType.text and field.is_personal)
         ]
 
     @staticmethod

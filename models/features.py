@@ -16,10 +16,46 @@ import pandas as pd
 from models.spec import FALSE_WORDS, TRUE_WORDS, DatasetSpec, FieldSpec, FieldType
 
 FREE_MAIL_DOMAINS = frozenset(
-    """gmail.com googlemail.com yahoo.com yahoo.co.uk yahoo.fr ymail.com hotmail.com hotmail.co.uk
-    hotmail.fr outlook.com live.com msn.com aol.com icloud.com me.com mac.com gmx.com gmx.de gmx.net
-    web.de mail.com mail.ru yandex.ru yandex.com proton.me protonmail.com zoho.com qq.com 163.com
-    126.com naver.com libero.it orange.fr free.fr t-online.de seznam.cz wp.pl o2.pl""".split()
+    (
+        "gmail.com",
+        "googlemail.com",
+        "yahoo.com",
+        "yahoo.co.uk",
+        "yahoo.fr",
+        "ymail.com",
+        "hotmail.com",
+        "hotmail.co.uk",
+        "hotmail.fr",
+        "outlook.com",
+        "live.com",
+        "msn.com",
+        "aol.com",
+        "icloud.com",
+        "me.com",
+        "mac.com",
+        "gmx.com",
+        "gmx.de",
+        "gmx.net",
+        "web.de",
+        "mail.com",
+        "mail.ru",
+        "yandex.ru",
+        "yandex.com",
+        "proton.me",
+        "protonmail.com",
+        "zoho.com",
+        "qq.com",
+        "163.com",
+        "126.com",
+        "naver.com",
+        "libero.it",
+        "orange.fr",
+        "free.fr",
+        "t-online.de",
+        "seznam.cz",
+        "wp.pl",
+        "o2.pl",
+    )
 )
 EMAIL_KINDS = ("corporate", "free", "education", "invalid")
 PHONE_KINDS = ("valid", "invalid")
@@ -88,9 +124,9 @@ def time_features(stamps: pd.Series) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "mql_weekday": stamps.dt.day_of_week.astype("float64"),
-            "mql_days_to_month_end": (month_end.dt.normalize() - stamps.dt.normalize()).dt.days.astype(
-                "float64"
-            ),
+            "mql_days_to_month_end": (
+                month_end.dt.normalize() - stamps.dt.normalize()
+            ).dt.days.astype("float64"),
         },
         index=stamps.index,
     )
@@ -119,7 +155,7 @@ def phone_kind(text: pd.Series) -> pd.Series:
     return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
 
 
-# -- per-type parsers: (raw, text, missing, field) -> (values, bad) ---------------------------------
+# -- per-type parsers: (raw, text, missing, field) -> (values, bad) ------------------------------
 def _as_text(raw: pd.Series) -> pd.Series:
     """Cells as stripped text with real nulls kept as NA, whatever the input dtype."""
     if raw.dtype == bool or str(raw.dtype) == "boolean":

@@ -31,7 +31,9 @@ class LeadAcceptancePyfunc(mlflow.pyfunc.PythonModel):
         self.model = load_acceptance_model(Path(context.artifacts[ARTIFACT_KEY]))
 
     def predict(
-        self, context: mlflow.pyfunc.PythonModelContext, model_input: pd.DataFrame,
+        self,
+        context: mlflow.pyfunc.PythonModelContext,
+        model_input: pd.DataFrame,
         params: dict | None = None,
     ) -> pd.DataFrame:
         return self.model.predict(pd.DataFrame(model_input))
@@ -45,7 +47,7 @@ def save_acceptance_model(model: AcceptanceModel, path: Path) -> Path:
 
 def load_acceptance_model(path: Path) -> AcceptanceModel:
     with path.open("rb") as handle:
-        return pickle.load(handle)  # noqa: S301 (our own artifact, from our own registry)
+        return pickle.load(handle)
 
 
 def signature_for(model: AcceptanceModel) -> ModelSignature:

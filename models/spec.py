@@ -1,7 +1,7 @@
 """The dataset spec: the one schema of a leads table.
 
-A spec is a YAML file that says which column is the lead id, which is the MQL timestamp, each feature
-with its type, the markers that mean "missing", the labels, the excluded columns and the field groups
+A spec is a YAML file that says which column is the lead id, which the MQL timestamp, each feature
+with its type, the markers that mean "missing", the labels, the excluded columns and the groups
 the rule criteria use. Loading, validation, features, the MLflow signature and the API's request
 model are all derived from it, so a field is declared here and nowhere else.
 """
@@ -50,7 +50,8 @@ class FieldSpec(_Strict):
     description: str | None = None
     group: str | None = None
     values: tuple[str, ...] | None = Field(
-        default=None, description="Known values of a categorical field (others are kept, as unseen)."
+        default=None,
+        description="Known values of a categorical field (others are kept, as unseen).",
     )
     min: float | None = None
     max: float | None = None
@@ -272,7 +273,7 @@ _Yaml12Loader.add_implicit_resolver(
 
 def load_yaml(path: Path) -> object:
     """Parse a YAML file with YAML 1.2 booleans (shared by specs, criteria and configs)."""
-    return yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader)  # noqa: S506
+    return yaml.load(path.read_text(encoding="utf-8"), Loader=_Yaml12Loader)
 
 
 def format_validation_errors(exc: ValidationError) -> str:

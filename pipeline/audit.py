@@ -4,7 +4,7 @@ Two signals, both computed on the training slice only:
 
 1. **Single-column AUC.** A column that alone separates accepted from rejected leads almost
    perfectly (ROC AUC >= `audit.single_column_auc`, 0.90 by default) is almost always written after
-   the decision (a rejection reason, a "days to close", an owner assigned on acceptance). Missingness
+   the decision (a rejection reason, a "days to close", an owner set on acceptance). Missingness
    counts too: a field filled in only for accepted leads leaks as surely as its values do.
 2. **Dominance.** A leak that is noisy on its own (the bank data's call `duration`: AUC 0.82 alone)
    shows up in a model instead: removing it costs far more AUC than removing any other column. A
@@ -35,8 +35,13 @@ log = logging.getLogger(__name__)
 _SAMPLE_ROWS = 50_000
 _TOP_FEATURES = 3
 _QUICK_PARAMS = {
-    "objective": "binary", "learning_rate": 0.1, "num_leaves": 31, "min_data_in_leaf": 50,
-    "verbose": -1, "deterministic": True, "force_col_wise": True,
+    "objective": "binary",
+    "learning_rate": 0.1,
+    "num_leaves": 31,
+    "min_data_in_leaf": 50,
+    "verbose": -1,
+    "deterministic": True,
+    "force_col_wise": True,
 }
 
 
@@ -61,24 +66,40 @@ class AuditReport:
         return [f.__dict__ for f in self.findings]
 
 
-def audit_leakage(clean: pd.DataFrame, labels: pd.Series, spec: DatasetSpec, seed: int = 42) -> AuditReport:
+def audit_leakage(
+    clean: pd.DataFrame, labels: pd.Series, spec: DatasetSpec, seed: int = 42
+) -> AuditReport:
     """Audit the spec's fields on labelled training rows; returns findings and each column's AUC."""
     aucs = {name: _single_column_auc(clean[name], labels, seed) for name in spec.fields}
     findings = [
-        Finding(name, "single-column AUC",
-                f"alone separates the outcomes with ROC AUC {auc:.3f} "
-                f"(threshold {spec.audit.single_column_auc:.2f})", "")
-        for name, auc in aucs.items() if auc >= spec.audit.single_column_auc
+        Finding(
+            name,
+            "single-column AUC",
+            f"alone separates the outcomes with ROC AUC {auc:.3f} "
+            f"(threshold {spec.audit.single_column_auc:.2f})",
+            "",
+        )
+        for name, auc in aucs.items()
+        if auc >= spec.audit.single_column_auc
     ]
     findings += _dominance(clean, labels, spec, seed)
     decided = [
-        Finding(f.column, f.signal, f.evidence,
-                "allowed by spec" if f.column in spec.audit.allow else "excluded")
+        Finding(
+            f.column,
+            f.signal,
+            f.evidence,
+            "allowed by spec" if f.column in spec.audit.allow else "excluded",
+        )
         for f in findings
     ]
     for finding in decided:
-        log.warning("leakage audit: %s %s (%s): %s", finding.column, finding.action,
-                    finding.signal, finding.evidence)
+        log.warning(
+            "leakage audit: %s %s (%s): %s",
+            finding.column,
+            finding.action,
+            finding.signal,
+            finding.evidence,
+        )
     return AuditReport(findings=decided, single_column_auc=aucs)
 
 
@@ -118,15 +139,18 @@ def _out_of_fold_rate(values: pd.Series, labels: pd.Series, seed: int) -> np.nda
     return score
 
 
-def _dominance(clean: pd.DataFrame, labels: pd.Series, spec: DatasetSpec, seed: int) -> list[Finding]:
+def _dominance(
+    clean: pd.DataFrame, labels: pd.Series, spec: DatasetSpec, seed: int
+) -> list[Finding]:
     if labels.value_counts().min() < 50:
         return []  # too few outcomes for a stable drop-column comparison
     sample = clean.sample(n=min(len(clean), _SAMPLE_ROWS), random_state=seed)
     y = labels.loc[sample.index].to_numpy()
     encoder = LeadEncoder(spec).fit(sample)
     matrix = encoder.transform(sample)
-    fit_rows, eval_rows = train_test_split(np.arange(len(y)), test_size=0.3, stratify=y,
-                                           random_state=seed)
+    fit_rows, eval_rows = train_test_split(
+        np.arange(len(y)), test_size=0.3, stratify=y, random_state=seed
+    )
     names = encoder.feature_names_
     base_auc, gains = _quick_auc(matrix, y, fit_rows, eval_rows, names, encoder, drop=None)
     top = [names[i] for i in np.argsort(gains)[::-1][:_TOP_FEATURES] if names[i] in spec.fields]
@@ -138,23 +162,30 @@ def _dominance(clean: pd.DataFrame, labels: pd.Series, spec: DatasetSpec, seed: 
     for name, cost in costs.items():
         others = max([c for n, c in costs.items() if n != name] + [0.005])
         if cost >= spec.audit.dominance_auc_drop and cost >= spec.audit.dominance_ratio * others:
-            findings.append(Finding(
-                name, "dominance",
-                f"removing it costs {cost:.3f} ROC AUC in a quick model (AUC {base_auc:.3f}); the "
-                f"next most important column costs {others:.3f} — one column this irreplaceable is "
-                "usually recorded after the decision", ""))
+            findings.append(
+                Finding(
+                    name,
+                    "dominance",
+                    f"removing it costs {cost:.3f} ROC AUC in a quick model (AUC "
+                    f"{base_auc:.3f}); the next most important column costs {others:.3f} — one "
+                    "column this irreplaceable is usually recorded after the decision",
+                    "",
+                )
+            )
     return findings
 
 
-def _quick_auc(matrix, y, fit_rows, eval_rows, names, encoder, drop):  # noqa: ANN001, ANN202
+def _quick_auc(matrix, y, fit_rows, eval_rows, names, encoder, drop):
     keep = [j for j, n in enumerate(names) if n != drop]
     categorical = [keep.index(j) for j in encoder.categorical_indices if j in keep]
-    train = lgb.Dataset(matrix[fit_rows][:, keep], label=y[fit_rows],
-                        categorical_feature=categorical, free_raw_data=True)
+    train = lgb.Dataset(
+        matrix[fit_rows][:, keep],
+        label=y[fit_rows],
+        categorical_feature=categorical,
+        free_raw_data=True,
+    )
     booster = lgb.train(_QUICK_PARAMS, train, num_boost_round=150)
     auc = roc_auc_score(y[eval_rows], booster.predict(matrix[eval_rows][:, keep]))
     gains = np.zeros(len(names))
     gains[keep] = booster.feature_importance(importance_type="gain")
     return float(auc), gains
-
-

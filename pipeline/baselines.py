@@ -1,4 +1,4 @@
-"""Baselines scored on the same test slice as the model: the rule criteria and a logistic regression.
+"""Baselines scored on the same test slice as the model: the rule criteria and a logistic model.
 
 The rule score (0-100) is calibrated to a probability on the validation slice so that calibration
 metrics compare like with like; its ranking, and so its ROC AUC, is the rules' own.
@@ -26,8 +26,14 @@ def fit_rule_calibration(rule_scores: pd.Series, labels: pd.Series) -> PlattCali
     return fit_platt(rule_scores.to_numpy()[labelled], labels.to_numpy()[labelled])
 
 
-def fit_logistic(clean: pd.DataFrame, labels: pd.Series, spec: DatasetSpec, features: list[str],
-                 max_rows: int, seed: int) -> Pipeline:
+def fit_logistic(
+    clean: pd.DataFrame,
+    labels: pd.Series,
+    spec: DatasetSpec,
+    features: list[str],
+    max_rows: int,
+    seed: int,
+) -> Pipeline:
     """One-hot categoricals, imputed and scaled numerics (with missing indicators), L2 logistic.
 
     `features` are the model's own inputs, so the baseline sees exactly what the model sees
@@ -36,19 +42,34 @@ def fit_logistic(clean: pd.DataFrame, labels: pd.Series, spec: DatasetSpec, feat
     labelled = clean.loc[labels.notna(), features]
     if len(labelled) > max_rows:
         labelled = labelled.sample(n=max_rows, random_state=seed)
-    coded = [n for n in features if n in spec.fields
-             and (spec.fields[n].type in _CODED or _is_kept_text(spec, n))]
+    coded = [
+        n
+        for n in features
+        if n in spec.fields and (spec.fields[n].type in _CODED or _is_kept_text(spec, n))
+    ]
     numeric = [c for c in labelled.columns if c not in coded]
-    columns = ColumnTransformer([
-        ("categorical", make_pipeline(
-            SimpleImputer(strategy="constant", fill_value="__missing__"),
-            OneHotEncoder(handle_unknown="infrequent_if_exist", min_frequency=20, max_categories=50),
-        ), coded),
-        ("numeric", make_pipeline(
-            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
-            StandardScaler(),
-        ), numeric),
-    ])
+    columns = ColumnTransformer(
+        [
+            (
+                "categorical",
+                make_pipeline(
+                    SimpleImputer(strategy="constant", fill_value="__missing__"),
+                    OneHotEncoder(
+                        handle_unknown="infrequent_if_exist", min_frequency=20, max_categories=50
+                    ),
+                ),
+                coded,
+            ),
+            (
+                "numeric",
+                make_pipeline(
+                    SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                    StandardScaler(),
+                ),
+                numeric,
+            ),
+        ]
+    )
     model = Pipeline([("columns", columns), ("logistic", LogisticRegression(max_iter=1000))])
     frame = _as_object(labelled, coded)
     return model.fit(frame, labels.loc[labelled.index].to_numpy())

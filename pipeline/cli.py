@@ -13,8 +13,12 @@ from pipeline.load import LoadError
 from pipeline.settings import get_settings
 from pipeline.split import SplitError
 
-app = typer.Typer(help="Lead acceptance predictor: train, track and register MQL acceptance models.",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Lead acceptance predictor: train, track and register MQL acceptance models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 
 _USER_ERRORS = (SpecError, LoadError, SplitError)
 
@@ -22,8 +26,10 @@ _USER_ERRORS = (SpecError, LoadError, SplitError)
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S",
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
     )
     # MLflow and alembic narrate every migration and upload at INFO; keep our progress readable.
     for noisy in ("mlflow", "alembic", "urllib3", "matplotlib"):
@@ -34,7 +40,9 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 def generate(
     rows: int = typer.Option(50_000, min=1, help="Number of MQLs to generate."),
     seed: int = typer.Option(7, help="Random seed: the same seed gives the same file."),
-    output: Path = typer.Option(None, "--output", "-o", help="CSV to write [default: data/leads.csv]."),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="CSV to write [default: data/leads.csv]."
+    ),
 ) -> None:
     """Generate the built-in MQL dataset (deterministic for a seed)."""
     from pipeline.generate import generate_leads, write_leads
@@ -47,17 +55,24 @@ def generate(
 
 @app.command()
 def train(
-    data: Path = typer.Option(None, "--data", "-d",
-                              help="Leads file (CSV or Parquet) [default: the built-in dataset, "
-                                   "generated if missing]."),
+    data: Path = typer.Option(
+        None,
+        "--data",
+        "-d",
+        help="Leads file (CSV or Parquet) [default: the built-in dataset, generated if missing].",
+    ),
     spec: Path = typer.Option(None, "--spec", "-s", help="Dataset spec YAML [default: built-in]."),
     criteria: Path = typer.Option(None, help="Rule criteria YAML [default: the spec's]."),
-    config: Path = typer.Option(None, help="Training config YAML [default: data/config/train.yaml]."),
+    config: Path = typer.Option(
+        None, help="Training config YAML [default: data/config/train.yaml]."
+    ),
     model_name: str = typer.Option(None, help="Registered model name [default: the spec's]."),
-    rejects: Path = typer.Option(None, help="Where to write rejected rows [default: data/rejects/]."),
+    rejects: Path = typer.Option(
+        None, help="Where to write rejected rows [default: data/rejects/]."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (for scripts)."),
 ) -> None:
-    """Train on a leads file, evaluate against the rules, log to MLflow, register, gate `champion`."""
+    """Train on a leads file, evaluate against the rules, log to MLflow, register, gate champion."""
     from pipeline.run import TrainInputs, summary_json, train_from_file
 
     settings = get_settings()
@@ -68,8 +83,14 @@ def train(
             generate(rows=50_000, seed=7, output=data)
     if spec is None:
         raise typer.BadParameter("--spec is required with --data (which columns mean what)")
-    inputs = TrainInputs(data=data, spec=spec, criteria=criteria, config=config,
-                         model_name=model_name, rejects=rejects)
+    inputs = TrainInputs(
+        data=data,
+        spec=spec,
+        criteria=criteria,
+        config=config,
+        model_name=model_name,
+        rejects=rejects,
+    )
     try:
         summary = train_from_file(inputs, settings)
     except _USER_ERRORS as exc:
@@ -78,7 +99,7 @@ def train(
     typer.echo(summary_json(summary) if as_json else _render(summary))
 
 
-def _render(summary) -> str:  # noqa: ANN001 (TrainSummary, imported lazily)
+def _render(summary) -> str:
     lines = [
         f"run {summary.run_id} ({summary.experiment}) in {summary.seconds:.0f} s",
         f"model {summary.model_name} v{summary.model_version}: champion "
@@ -98,12 +119,15 @@ def _render(summary) -> str:  # noqa: ANN001 (TrainSummary, imported lazily)
             lines.append(
                 f"  {scorer:<16}{m['roc_auc']:>9.4f}{m['pr_auc']:>8.4f}{m['brier']:>8.4f}"
                 f"{m['log_loss']:>9.4f}{m['ece']:>7.4f}{m['top_decile_rate']:>8.3f}"
-                f"{m['top_decile_lift']:>6.2f}")
+                f"{m['top_decile_lift']:>6.2f}"
+            )
     lines.append("")
     if summary.leakage:
         lines.append("leakage audit:")
-        lines += [f"  {f['column']}: {f['action']} ({f['signal']}): {f['evidence']}"
-                  for f in summary.leakage]
+        lines += [
+            f"  {f['column']}: {f['action']} ({f['signal']}): {f['evidence']}"
+            for f in summary.leakage
+        ]
     else:
         lines.append("leakage audit: no column flagged")
     lines += [f"warning: {w}" for w in summary.warnings]

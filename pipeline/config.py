@@ -40,4 +40,6 @@ def load_train_config(path: str | Path) -> TrainConfig:
     except FileNotFoundError as exc:
         raise SpecError(f"{path}: no such training config") from exc
     except ValidationError as exc:
-        raise SpecError(f"{path}: invalid training config:\n{format_validation_errors(exc)}") from exc
+        raise SpecError(
+            f"{path}: invalid training config:\n{format_validation_errors(exc)}"
+        ) from exc

@@ -30,7 +30,9 @@ class Evaluation:
         return float(self.overall.loc[scorer, name])
 
 
-def evaluate(labels: pd.Series, scores: dict[str, np.ndarray], segments: pd.DataFrame) -> Evaluation:
+def evaluate(
+    labels: pd.Series, scores: dict[str, np.ndarray], segments: pd.DataFrame
+) -> Evaluation:
     """Score every scorer on the labelled leads; segments with < 50 leads are left out."""
     y = labels.to_numpy(dtype=float)
     overall = pd.DataFrame({name: binary_metrics(y, p) for name, p in scores.items()}).T
@@ -41,10 +43,18 @@ def evaluate(labels: pd.Series, scores: dict[str, np.ndarray], segments: pd.Data
             if len(positions) < _MIN_SEGMENT_ROWS:
                 continue
             for name, p in scores.items():
-                rows.append({"scorer": name, "segment": column, "value": str(value),
-                             "rows": len(positions), **binary_metrics(y[positions], p[positions])})
-    return Evaluation(overall=overall, segments=pd.DataFrame(rows), base_rate=float(y.mean()),
-                      rows=len(y))
+                rows.append(
+                    {
+                        "scorer": name,
+                        "segment": column,
+                        "value": str(value),
+                        "rows": len(positions),
+                        **binary_metrics(y[positions], p[positions]),
+                    }
+                )
+    return Evaluation(
+        overall=overall, segments=pd.DataFrame(rows), base_rate=float(y.mean()), rows=len(y)
+    )
 
 
 def binary_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:

@@ -51,7 +51,9 @@ class LoadReport:
             "rows_read": self.rows_read,
             "rows_rejected": self.rows_rejected,
             "rejects_path": self.rejects_path,
-            "problems": self.errors["problem_kind"].value_counts().to_dict() if len(self.errors) else {},
+            "problems": self.errors["problem_kind"].value_counts().to_dict()
+            if len(self.errors)
+            else {},
             "warnings": self.warnings,
             "ignored_columns": self.ignored_columns,
         }
@@ -84,7 +86,9 @@ def load_leads(path: str | Path, spec: DatasetSpec, rejects_path: Path | None = 
         rows_rejected=rows_rejected,
         errors=errors,
         warnings=_warnings(raw, spec),
-        ignored_columns=[c for c in raw.columns if c not in spec.required_columns + list(spec.exclude)],
+        ignored_columns=[
+            c for c in raw.columns if c not in spec.required_columns + list(spec.exclude)
+        ],
     )
     if rows_read == 0:
         raise LoadError(f"{path}: the file has a header but no rows")
@@ -93,8 +97,13 @@ def load_leads(path: str | Path, spec: DatasetSpec, rejects_path: Path | None = 
     if rows_rejected and rejects_path is not None:
         report.rejects_path = str(_write_rejects(errors, rejects_path))
     if rows_rejected:
-        log.warning("%s: %d of %d rows rejected (see %s)", path, rows_rejected, rows_read,
-                    report.rejects_path or "the load report")
+        log.warning(
+            "%s: %d of %d rows rejected (see %s)",
+            path,
+            rows_rejected,
+            rows_read,
+            report.rejects_path or "the load report",
+        )
     kept = raw.drop(index=rejected_rows - 1)
     return Leads(frame=kept, report=report)
 
@@ -127,12 +136,19 @@ def _read(path: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
 
     try:
         frame = pd.read_csv(
-            path, sep=spec.read.delimiter, encoding=spec.read.encoding, dtype=str,
-            keep_default_na=False, engine="pyarrow", on_bad_lines=keep_bad_line,
+            path,
+            sep=spec.read.delimiter,
+            encoding=spec.read.encoding,
+            dtype=str,
+            keep_default_na=False,
+            engine="pyarrow",
+            on_bad_lines=keep_bad_line,
         )
     except (UnicodeDecodeError, ValueError, OSError) as exc:
-        raise LoadError(f"{path}: cannot be read as {spec.read.encoding} text separated by "
-                        f"{spec.read.delimiter!r}: {exc}") from exc
+        raise LoadError(
+            f"{path}: cannot be read as {spec.read.encoding} text separated by "
+            f"{spec.read.delimiter!r}: {exc}"
+        ) from exc
     frame.columns = [str(c).strip() for c in frame.columns]
     return frame, _bad_line_errors(path, bad)
 
@@ -142,9 +158,14 @@ def _bad_line_errors(path: Path, bad: list[tuple[int, int, str]]) -> pd.DataFram
         return _empty_errors()
     lines = _find_lines(path, {text for _, _, text in bad})
     records = [
-        {"row": None, "line": lines.get(text), "column": None, "value": None,
-         "problem_kind": "malformed line",
-         "problem": f"expected {expected} fields, found {actual}"}
+        {
+            "row": None,
+            "line": lines.get(text),
+            "column": None,
+            "value": None,
+            "problem_kind": "malformed line",
+            "problem": f"expected {expected} fields, found {actual}",
+        }
         for expected, actual, text in bad
     ]
     return pd.DataFrame(records)
@@ -172,12 +193,15 @@ def _check_columns(path: Path, raw: pd.DataFrame, spec: DatasetSpec) -> None:
     if len(raw.columns) == 1:
         sniffed = _sniff_delimiter(raw.columns[0])
         if sniffed and sniffed != spec.read.delimiter:
-            hint = (f" The header was read as one column; the file looks {sniffed!r}-separated but "
-                    f"the spec's read.delimiter is {spec.read.delimiter!r}.")
+            hint = (
+                f" The header was read as one column; the file looks {sniffed!r}-separated but "
+                f"the spec's read.delimiter is {spec.read.delimiter!r}."
+            )
     labels = [c for c in missing if c in spec.label_columns]
     label_note = f" Label column(s) {labels} are required to train." if labels else ""
-    raise LoadError(f"{path}: missing column(s) {missing} declared in spec {spec.name!r}."
-                    f"{label_note}{hint}")
+    raise LoadError(
+        f"{path}: missing column(s) {missing} declared in spec {spec.name!r}.{label_note}{hint}"
+    )
 
 
 def _sniff_delimiter(header: str) -> str | None:
@@ -195,8 +219,11 @@ def _row_errors(raw: pd.DataFrame, spec: DatasetSpec) -> list[pd.DataFrame]:
     if spec.timestamp:
         stamps = raw[spec.timestamp].str.strip()
         unreadable = (stamps == "") | parse_timestamps(stamps).isna()
-        found.append(_errors(raw[spec.timestamp], unreadable, spec.timestamp, "bad timestamp",
-                             "not a date/time"))
+        found.append(
+            _errors(
+                raw[spec.timestamp], unreadable, spec.timestamp, "bad timestamp", "not a date/time"
+            )
+        )
     for label in (spec.labels.accepted, spec.labels.sql):
         if label is not None:
             found.append(_label_errors(raw[label.column], label))
@@ -229,16 +256,26 @@ def _id_errors(ids: pd.Series, column: str) -> pd.DataFrame:
     row_numbers = pd.Series(np.arange(1, len(ids) + 1), index=ids.index)
     first_row = row_numbers.groupby(stripped.to_numpy()).transform("min").astype(str)
     problem = ("duplicate lead id (first seen at row " + first_row + ")").to_numpy()
-    return pd.concat([_errors(ids, empty, column, "missing id", "missing lead id"),
-                      _errors(ids, duplicate, column, "duplicate id", problem)], ignore_index=True)
+    return pd.concat(
+        [
+            _errors(ids, empty, column, "missing id", "missing lead id"),
+            _errors(ids, duplicate, column, "duplicate id", problem),
+        ],
+        ignore_index=True,
+    )
 
 
 def _label_errors(values: pd.Series, label: LabelSpec) -> pd.DataFrame:
     known = {*label.positive, *label.negative, *label.undecided}
     unknown = ~values.str.strip().isin(known)
     expected = ", ".join(repr(v) for v in sorted(known))
-    return _errors(values, unknown.to_numpy(), label.column, "unknown label",
-                   f"unknown label value (expected one of {expected})")
+    return _errors(
+        values,
+        unknown.to_numpy(),
+        label.column,
+        "unknown label",
+        f"unknown label value (expected one of {expected})",
+    )
 
 
 def _errors(
@@ -249,12 +286,16 @@ def _errors(
     if not mask.any():
         return _empty_errors()
     rows = values.index[mask] + 1
-    return pd.DataFrame({
-        "row": rows, "line": rows + 1, "column": column,
-        "value": values[mask].astype(str).str.slice(0, 80).to_numpy(),
-        "problem_kind": kind,
-        "problem": problem[mask] if isinstance(problem, np.ndarray) else problem,
-    })
+    return pd.DataFrame(
+        {
+            "row": rows,
+            "line": rows + 1,
+            "column": column,
+            "value": values[mask].astype(str).str.slice(0, 80).to_numpy(),
+            "problem_kind": kind,
+            "problem": problem[mask] if isinstance(problem, np.ndarray) else problem,
+        }
+    )
 
 
 def _empty_errors() -> pd.DataFrame:
@@ -291,15 +332,20 @@ def _refusal(path: Path, report: LoadReport, spec: DatasetSpec) -> str:
     lines = [_describe(path, e) for e in sample.itertuples()]
     by_column = report.errors.groupby("column", dropna=False).size().sort_values(ascending=False)
     counts = ", ".join(f"{c}: {n}" for c, n in by_column.head(8).items())
-    return (f"{path}: refused: {report.rows_rejected} of {report.rows_read} rows "
-            f"({share:.0%}) fail validation, more than max_bad_row_fraction "
-            f"{spec.max_bad_row_fraction:.0%}. Problems by column: {counts}. First problems:\n  "
-            + "\n  ".join(lines))
+    return (
+        f"{path}: refused: {report.rows_rejected} of {report.rows_read} rows "
+        f"({share:.0%}) fail validation, more than max_bad_row_fraction "
+        f"{spec.max_bad_row_fraction:.0%}. Problems by column: {counts}. First problems:\n  "
+        + "\n  ".join(lines)
+    )
 
 
 def _describe(path: Path, error: object) -> str:
-    where = f"row {int(error.row)} (line {int(error.line)})" if pd.notna(error.row) else (
-        f"line {int(error.line)}" if pd.notna(error.line) else "a malformed line")
+    where = (
+        f"row {int(error.row)} (line {int(error.line)})"
+        if pd.notna(error.row)
+        else (f"line {int(error.line)}" if pd.notna(error.line) else "a malformed line")
+    )
     column = f", column {error.column!r}" if isinstance(error.column, str) else ""
     value = f": {error.value!r}" if isinstance(error.value, str) else ""
     return f"{path.name}, {where}{column}{value}: {error.problem}"

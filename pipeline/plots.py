@@ -40,8 +40,11 @@ def reliability_figure(y: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
 
 
 def gains_figure(y: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
-    fig, ax = _axes("Cumulative gains", "share of leads routed (highest score first)",
-                    "share of accepted leads reached")
+    fig, ax = _axes(
+        "Cumulative gains",
+        "share of leads routed (highest score first)",
+        "share of accepted leads reached",
+    )
     for name, p in scores.items():
         order = np.argsort(-p, kind="stable")
         reached = np.cumsum(y[order]) / max(y.sum(), 1)
@@ -63,7 +66,7 @@ def importance_figure(importance: pd.Series, top: int = 20) -> Figure:
     return fig
 
 
-def _axes(title: str, xlabel: str, ylabel: str):  # noqa: ANN202
+def _axes(title: str, xlabel: str, ylabel: str):
     fig = Figure(figsize=(6, 5))
     ax = fig.add_subplot()
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.02))

@@ -50,14 +50,23 @@ def current_champion(name: str, test_leads: pd.DataFrame, labels: pd.Series) -> 
     try:
         model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
         scores = model.predict(test_leads)["p_accept"].to_numpy()
-    except Exception as exc:  # noqa: BLE001 (any failure means "not comparable", reported as such)
+    except Exception as exc:
         log.warning("champion v%s cannot score this test slice: %s", version.version, exc)
-        return Champion(version=str(version.version), roc_auc=None, problem=str(exc).splitlines()[0])
+        return Champion(
+            version=str(version.version), roc_auc=None, problem=str(exc).splitlines()[0]
+        )
     return Champion(version=str(version.version), roc_auc=float(roc_auc_score(labels, scores)))
 
 
-def register(model_uri: str, name: str, candidate_auc: float, rules_auc: float,
-             champion: Champion | None, gate: GateConfig, tags: dict[str, str]) -> Registration:
+def register(
+    model_uri: str,
+    name: str,
+    candidate_auc: float,
+    rules_auc: float,
+    champion: Champion | None,
+    gate: GateConfig,
+    tags: dict[str, str],
+) -> Registration:
     """Register `model_uri` as a new version of `name` and move `champion` if the gate passes."""
     client = MlflowClient()
     version = mlflow.register_model(model_uri, name, tags=tags).version
@@ -65,27 +74,46 @@ def register(model_uri: str, name: str, candidate_auc: float, rules_auc: float,
     client.set_model_version_tag(name, version, "gate", reason)
     if moved:
         client.set_registered_model_alias(name, CHAMPION, version)
-    log.info("registered %s v%s; champion %s: %s", name, version,
-             "moved" if moved else "unchanged", reason)
-    return Registration(model_name=name, version=str(version), champion_moved=moved, reason=reason,
-                        previous_champion=champion.version if champion else None)
+    log.info(
+        "registered %s v%s; champion %s: %s",
+        name,
+        version,
+        "moved" if moved else "unchanged",
+        reason,
+    )
+    return Registration(
+        model_name=name,
+        version=str(version),
+        champion_moved=moved,
+        reason=reason,
+        previous_champion=champion.version if champion else None,
+    )
 
 
-def decide(candidate_auc: float, rules_auc: float, champion: Champion | None,
-           gate: GateConfig) -> tuple[bool, str]:
+def decide(
+    candidate_auc: float, rules_auc: float, champion: Champion | None, gate: GateConfig
+) -> tuple[bool, str]:
     """The promotion gate as a pure function: (move?, reason in words)."""
     gain = candidate_auc - rules_auc
     if not np.isfinite(candidate_auc) or gain <= gate.min_gain_over_rules:
-        return False, (f"ROC AUC {candidate_auc:.4f} does not beat the rule criteria "
-                       f"({rules_auc:.4f}) by more than {gate.min_gain_over_rules:g}")
+        return False, (
+            f"ROC AUC {candidate_auc:.4f} does not beat the rule criteria "
+            f"({rules_auc:.4f}) by more than {gate.min_gain_over_rules:g}"
+        )
     if champion is None:
         return True, f"first model; beats the rule criteria by {gain:+.4f} ROC AUC"
     if champion.roc_auc is None:
-        return False, (f"champion v{champion.version} could not be scored on this test slice "
-                       f"({champion.problem}); promote by hand if this model should replace it")
+        return False, (
+            f"champion v{champion.version} could not be scored on this test slice "
+            f"({champion.problem}); promote by hand if this model should replace it"
+        )
     delta = candidate_auc - champion.roc_auc
     if delta < -gate.champion_margin:
-        return False, (f"worse than champion v{champion.version} on the same test slice "
-                       f"({candidate_auc:.4f} vs {champion.roc_auc:.4f}, margin {gate.champion_margin:g})")
-    return True, (f"beats the rules by {gain:+.4f} and is within {gate.champion_margin:g} of or better "
-                  f"than champion v{champion.version} ({delta:+.4f} ROC AUC on the same test slice)")
+        return False, (
+            f"worse than champion v{champion.version} on the same test slice "
+            f"({candidate_auc:.4f} vs {champion.roc_auc:.4f}, margin {gate.champion_margin:g})"
+        )
+    return True, (
+        f"beats the rules by {gain:+.4f} and is within {gate.champion_margin:g} of or better "
+        f"than champion v{champion.version} ({delta:+.4f} ROC AUC on the same test slice)"
+    )

@@ -1,6 +1,7 @@
 """The training run: composes the stages and records everything in one MLflow run.
 
-load + validate -> labels -> split -> leakage audit -> fit -> baselines -> evaluate -> log -> register
+load + validate -> labels -> split -> leakage audit -> fit -> baselines -> evaluate -> log
+-> register
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ def train_from_file(inputs: TrainInputs, settings: PipelineSettings) -> TrainSum
     criteria = _criteria(inputs, spec)
     config = load_train_config(inputs.config or settings.train_config)
     with _stage(1, "load and validate", inputs.data):
-        rejects = inputs.rejects or settings.data_dir / "rejects" / f"{Path(inputs.data).stem}.rejects.csv"
+        rejects = (
+            inputs.rejects
+            or settings.data_dir / "rejects" / f"{Path(inputs.data).stem}.rejects.csv"
+        )
         leads = load_leads(inputs.data, spec, rejects_path=rejects)
     _configure_mlflow(settings)
     with mlflow.start_run() as run:
@@ -96,8 +100,15 @@ def train_from_file(inputs: TrainInputs, settings: PipelineSettings) -> TrainSum
     return summary
 
 
-def _train_and_log(leads: Leads, spec: DatasetSpec, criteria: Criteria, config: TrainConfig,
-                   inputs: TrainInputs, settings: PipelineSettings, run_id: str) -> TrainSummary:
+def _train_and_log(
+    leads: Leads,
+    spec: DatasetSpec,
+    criteria: Criteria,
+    config: TrainConfig,
+    inputs: TrainInputs,
+    settings: PipelineSettings,
+    run_id: str,
+) -> TrainSummary:
     with _stage(2, "labels and split"):
         accepted, sql = label_values(leads.frame, spec)
         split = split_leads(leads.frame, accepted, spec, seed=config.seed)
@@ -106,23 +117,41 @@ def _train_and_log(leads: Leads, spec: DatasetSpec, criteria: Criteria, config: 
         audit = audit_leakage(clean.loc[split.train], accepted.loc[split.train], spec, config.seed)
         model_spec = _without(spec, audit.excluded)
     with _stage(4, "fit and calibrate"):
-        model = fit(*(_slice(clean, accepted, sql, split, s) for s in ("train", "valid")),
-                    model_spec, criteria, config)
+        model = fit(
+            *(_slice(clean, accepted, sql, split, s) for s in ("train", "valid")),
+            model_spec,
+            criteria,
+            config,
+        )
         model.metadata.update(_model_metadata(leads, split, audit, spec))
     with _stage(5, "baselines and evaluation"):
         test = _slice(clean, accepted, sql, split, "test")
         scores, evaluation, sql_eval = _evaluate(model, clean, accepted, sql, split, test, config)
     with _stage(6, "log to MLflow"):
-        _log_run(leads, spec, criteria, config, inputs, split, audit, evaluation, sql_eval, scores,
-                 test, model)
+        _log_run(
+            leads,
+            spec,
+            criteria,
+            config,
+            inputs,
+            split,
+            audit,
+            evaluation,
+            sql_eval,
+            scores,
+            test,
+            model,
+        )
         model_info = _log_model(model, leads.frame.loc[split.test])
     with _stage(7, "compare with the champion and register"):
         name = settings.model_name or inputs.model_name or spec.model_name or "lead-acceptance"
-        registration = _register(model_info.model_uri, name, leads, split, accepted, evaluation,
-                                 config, spec, criteria)
+        registration = _register(
+            model_info.model_uri, name, leads, split, accepted, evaluation, config, spec, criteria
+        )
     with _stage(8, "summary"):
-        summary = _summary(run_id, settings, registration, leads, accepted, split, audit,
-                           evaluation, sql_eval)
+        summary = _summary(
+            run_id, settings, registration, leads, accepted, split, audit, evaluation, sql_eval
+        )
         mlflow.log_dict(summary.to_dict(), "summary.json")
     return summary
 
@@ -141,24 +170,41 @@ def _without(spec: DatasetSpec, excluded: list[str]) -> DatasetSpec:
         return spec
     fields = {n: f for n, f in spec.fields.items() if n not in excluded}
     segments = tuple(s for s in spec.segments if s not in excluded)
-    return spec.model_copy(update={"fields": fields, "segments": segments,
-                                   "exclude": (*spec.exclude, *excluded)})
+    return spec.model_copy(
+        update={"fields": fields, "segments": segments, "exclude": (*spec.exclude, *excluded)}
+    )
 
 
-def _slice(clean: pd.DataFrame, accepted: pd.Series, sql: pd.Series | None, split: Split,
-           name: str) -> Slice:
+def _slice(
+    clean: pd.DataFrame, accepted: pd.Series, sql: pd.Series | None, split: Split, name: str
+) -> Slice:
     index = getattr(split, name)
-    return Slice(clean=clean.loc[index], accepted=accepted.loc[index],
-                 sql=None if sql is None else sql.loc[index])
+    return Slice(
+        clean=clean.loc[index],
+        accepted=accepted.loc[index],
+        sql=None if sql is None else sql.loc[index],
+    )
 
 
-def _evaluate(model: AcceptanceModel, clean: pd.DataFrame, accepted: pd.Series,
-              sql: pd.Series | None, split: Split, test: Slice,
-              config: TrainConfig) -> tuple[dict[str, np.ndarray], Evaluation, Evaluation | None]:
+def _evaluate(
+    model: AcceptanceModel,
+    clean: pd.DataFrame,
+    accepted: pd.Series,
+    sql: pd.Series | None,
+    split: Split,
+    test: Slice,
+    config: TrainConfig,
+) -> tuple[dict[str, np.ndarray], Evaluation, Evaluation | None]:
     valid_rules = model.criteria.score(clean.loc[split.valid], model.spec).total
     predicted = model.predict_clean(test.clean)
-    logistic = fit_logistic(clean.loc[split.train], accepted.loc[split.train], model.spec,
-                            model.feature_names, config.logistic_max_rows, config.seed)
+    logistic = fit_logistic(
+        clean.loc[split.train],
+        accepted.loc[split.train],
+        model.spec,
+        model.feature_names,
+        config.logistic_max_rows,
+        config.seed,
+    )
     rules_to_accept = fit_rule_calibration(valid_rules, accepted.loc[split.valid])
     scores = {
         "model": predicted["p_accept"].to_numpy(),
@@ -172,35 +218,60 @@ def _evaluate(model: AcceptanceModel, clean: pd.DataFrame, accepted: pd.Series,
     # The rules are calibrated to P(SQL) separately, so calibration metrics compare like with like.
     rules_to_sql = fit_rule_calibration(valid_rules, sql.loc[split.valid])
     known = test.sql.notna().to_numpy()
-    sql_scores = {"model": predicted["p_sql"].to_numpy()[known],
-                  "rules": rules_to_sql(predicted["rule_score"].to_numpy()[known])}
+    sql_scores = {
+        "model": predicted["p_sql"].to_numpy()[known],
+        "rules": rules_to_sql(predicted["rule_score"].to_numpy()[known]),
+    }
     return scores, evaluation, evaluate(test.sql[known], sql_scores, segments[known])
 
 
 def _model_metadata(leads: Leads, split: Split, audit: AuditReport, spec: DatasetSpec) -> dict:
     return {
-        "spec": spec.name, "spec_digest": spec.digest(), "data_sha256": leads.report.sha256,
-        "split": split.describe(), "excluded_by_audit": audit.excluded,
+        "spec": spec.name,
+        "spec_digest": spec.digest(),
+        "data_sha256": leads.report.sha256,
+        "split": split.describe(),
+        "excluded_by_audit": audit.excluded,
         "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
     }
 
 
-def _log_run(leads: Leads, spec: DatasetSpec, criteria: Criteria, config: TrainConfig,
-             inputs: TrainInputs, split: Split, audit: AuditReport, evaluation: Evaluation,
-             sql_eval: Evaluation | None, scores: dict[str, np.ndarray], test: Slice,
-             model: AcceptanceModel) -> None:
-    mlflow.set_tags({"spec": spec.name, "spec_digest": spec.digest(),
-                     "criteria_version": criteria.version_id, "data_sha256": leads.report.sha256})
+def _log_run(
+    leads: Leads,
+    spec: DatasetSpec,
+    criteria: Criteria,
+    config: TrainConfig,
+    inputs: TrainInputs,
+    split: Split,
+    audit: AuditReport,
+    evaluation: Evaluation,
+    sql_eval: Evaluation | None,
+    scores: dict[str, np.ndarray],
+    test: Slice,
+    model: AcceptanceModel,
+) -> None:
+    mlflow.set_tags(
+        {
+            "spec": spec.name,
+            "spec_digest": spec.digest(),
+            "criteria_version": criteria.version_id,
+            "data_sha256": leads.report.sha256,
+        }
+    )
     mlflow.log_params(_params(config, spec, criteria, split, model, leads))
     mlflow.log_metrics(_metrics(evaluation, sql_eval, leads))
     _log_dataset(leads, spec, test)
     for path in (spec.source_path, criteria_path(inputs, spec), inputs.config):
         if path is not None:
             mlflow.log_artifact(str(path), artifact_path="config")
-    mlflow.log_dict(leads.report.summary() | {"first_problems": describe_errors(leads.report, 0)},
-                    "data/load_report.json")
-    mlflow.log_dict({"findings": audit.describe(), "single_column_auc": audit.single_column_auc},
-                    "audit/leakage.json")
+    mlflow.log_dict(
+        leads.report.summary() | {"first_problems": describe_errors(leads.report, 0)},
+        "data/load_report.json",
+    )
+    mlflow.log_dict(
+        {"findings": audit.describe(), "single_column_auc": audit.single_column_auc},
+        "audit/leakage.json",
+    )
     mlflow.log_text(evaluation.overall.to_csv(), "evaluation/metrics.csv")
     mlflow.log_text(evaluation.segments.to_csv(index=False), "evaluation/segments.csv")
     _log_figures(test.accepted.to_numpy(dtype=float), scores, model)
@@ -210,8 +281,14 @@ def criteria_path(inputs: TrainInputs, spec: DatasetSpec) -> Path | None:
     return inputs.criteria or spec.criteria_path
 
 
-def _params(config: TrainConfig, spec: DatasetSpec, criteria: Criteria, split: Split,
-            model: AcceptanceModel, leads: Leads) -> dict[str, Any]:
+def _params(
+    config: TrainConfig,
+    spec: DatasetSpec,
+    criteria: Criteria,
+    split: Split,
+    model: AcceptanceModel,
+    leads: Leads,
+) -> dict[str, Any]:
     params = {f"lgb_{k}": v for k, v in config.lightgbm.items()}
     params |= {
         "num_boost_round": config.num_boost_round,
@@ -220,23 +297,33 @@ def _params(config: TrainConfig, spec: DatasetSpec, criteria: Criteria, split: S
         "best_iteration_sql": model.sql.booster.current_iteration() if model.sql else None,
         "encoder_min_frequency": config.encoder.min_frequency,
         "encoder_max_categories": config.encoder.max_categories,
-        "seed": config.seed, "spec": spec.name, "criteria": criteria.version_id,
-        "split_method": split.method, "rows_train": len(split.train),
-        "rows_valid": len(split.valid), "rows_test": len(split.test),
-        "n_features": len(model.feature_names), "data_rows_read": leads.report.rows_read,
-        "lightgbm_version": lightgbm.__version__, "sklearn_version": sklearn.__version__,
+        "seed": config.seed,
+        "spec": spec.name,
+        "criteria": criteria.version_id,
+        "split_method": split.method,
+        "rows_train": len(split.train),
+        "rows_valid": len(split.valid),
+        "rows_test": len(split.test),
+        "n_features": len(model.feature_names),
+        "data_rows_read": leads.report.rows_read,
+        "lightgbm_version": lightgbm.__version__,
+        "sklearn_version": sklearn.__version__,
     }
     return params
 
 
 def _metrics(evaluation: Evaluation, sql_eval: Evaluation | None, leads: Leads) -> dict[str, float]:
-    metrics = {"rows_rejected": float(leads.report.rows_rejected),
-               "test_base_rate": evaluation.base_rate}
+    metrics = {
+        "rows_rejected": float(leads.report.rows_rejected),
+        "test_base_rate": evaluation.base_rate,
+    }
     for scorer, row in evaluation.overall.iterrows():
         metrics |= {f"test_{scorer}_{k}": float(v) for k, v in row.items() if np.isfinite(v)}
     if sql_eval is not None:
         for scorer, row in sql_eval.overall.iterrows():
-            metrics |= {f"test_sql_{scorer}_{k}": float(v) for k, v in row.items() if np.isfinite(v)}
+            metrics |= {
+                f"test_sql_{scorer}_{k}": float(v) for k, v in row.items() if np.isfinite(v)
+            }
     for rec in evaluation.segments.itertuples():
         if rec.scorer in ("model", "rules") and np.isfinite(rec.roc_auc):
             key = _metric_key(f"segment_{rec.segment}_{rec.value}_{rec.scorer}_roc_auc")
@@ -255,9 +342,13 @@ def _log_dataset(leads: Leads, spec: DatasetSpec, test: Slice) -> None:
     with warnings.catch_warnings():
         # A local path matches two of MLflow's artifact source types; either reads it the same.
         warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(frame, source=str(Path(leads.report.path).resolve()),
-                                          targets="accepted", name=spec.name,
-                                          digest=leads.report.sha256[:16])
+        dataset = mlflow.data.from_pandas(
+            frame,
+            source=str(Path(leads.report.path).resolve()),
+            targets="accepted",
+            name=spec.name,
+            digest=leads.report.sha256[:16],
+        )
     mlflow.log_input(dataset, context="test")
 
 
@@ -291,37 +382,78 @@ def _requirements() -> list[str]:
     import pydantic
     import yaml
 
-    return [f"lightgbm=={lightgbm.__version__}", f"scikit-learn=={sklearn.__version__}",
-            f"pandas=={pd.__version__}", f"numpy=={np.__version__}",
-            f"mlflow=={mlflow.__version__}", f"pydantic=={pydantic.__version__}",
-            f"pyyaml=={yaml.__version__}"]
+    return [
+        f"lightgbm=={lightgbm.__version__}",
+        f"scikit-learn=={sklearn.__version__}",
+        f"pandas=={pd.__version__}",
+        f"numpy=={np.__version__}",
+        f"mlflow=={mlflow.__version__}",
+        f"pydantic=={pydantic.__version__}",
+        f"pyyaml=={yaml.__version__}",
+    ]
 
 
-def _register(model_uri: str, name: str, leads: Leads, split: Split, accepted: pd.Series,
-              evaluation: Evaluation, config: TrainConfig, spec: DatasetSpec,
-              criteria: Criteria) -> Registration:
+def _register(
+    model_uri: str,
+    name: str,
+    leads: Leads,
+    split: Split,
+    accepted: pd.Series,
+    evaluation: Evaluation,
+    config: TrainConfig,
+    spec: DatasetSpec,
+    criteria: Criteria,
+) -> Registration:
     test_leads = to_signature_types(leads.frame.loc[split.test], spec)
     champion = current_champion(name, test_leads, accepted.loc[split.test])
-    tags = {"spec": spec.name, "spec_digest": spec.digest(), "criteria_version": criteria.version_id,
-            "data_sha256": leads.report.sha256,
-            "test_roc_auc": f"{evaluation.metric('model', 'roc_auc'):.4f}"}
-    return register(model_uri, name, evaluation.metric("model", "roc_auc"),
-                    evaluation.metric("rules", "roc_auc"), champion, config.gate, tags)
+    tags = {
+        "spec": spec.name,
+        "spec_digest": spec.digest(),
+        "criteria_version": criteria.version_id,
+        "data_sha256": leads.report.sha256,
+        "test_roc_auc": f"{evaluation.metric('model', 'roc_auc'):.4f}",
+    }
+    return register(
+        model_uri,
+        name,
+        evaluation.metric("model", "roc_auc"),
+        evaluation.metric("rules", "roc_auc"),
+        champion,
+        config.gate,
+        tags,
+    )
 
 
-def _summary(run_id: str, settings: PipelineSettings, registration: Registration, leads: Leads,
-             accepted: pd.Series, split: Split, audit: AuditReport, evaluation: Evaluation,
-             sql_eval: Evaluation | None) -> TrainSummary:
+def _summary(
+    run_id: str,
+    settings: PipelineSettings,
+    registration: Registration,
+    leads: Leads,
+    accepted: pd.Series,
+    split: Split,
+    audit: AuditReport,
+    evaluation: Evaluation,
+    sql_eval: Evaluation | None,
+) -> TrainSummary:
     data = {
-        "path": leads.report.path, "rows_read": leads.report.rows_read,
-        "rows_rejected": leads.report.rows_rejected, "rejects_path": leads.report.rejects_path,
-        "labelled": int(accepted.notna().sum()), "undecided": int(accepted.isna().sum()),
-        "acceptance_rate": round(float(accepted.mean()), 4), "split": split.describe(),
+        "path": leads.report.path,
+        "rows_read": leads.report.rows_read,
+        "rows_rejected": leads.report.rows_rejected,
+        "rejects_path": leads.report.rejects_path,
+        "labelled": int(accepted.notna().sum()),
+        "undecided": int(accepted.isna().sum()),
+        "acceptance_rate": round(float(accepted.mean()), 4),
+        "split": split.describe(),
     }
     return TrainSummary(
-        run_id=run_id, experiment=settings.experiment, model_name=registration.model_name,
-        model_version=registration.version, champion_moved=registration.champion_moved,
-        champion_reason=registration.reason, data=data, leakage=audit.describe(),
+        run_id=run_id,
+        experiment=settings.experiment,
+        model_name=registration.model_name,
+        model_version=registration.version,
+        champion_moved=registration.champion_moved,
+        champion_reason=registration.reason,
+        data=data,
+        leakage=audit.describe(),
         metrics=_rounded(evaluation.overall),
         sql_metrics=_rounded(sql_eval.overall) if sql_eval is not None else {},
         warnings=leads.report.warnings,
@@ -329,15 +461,18 @@ def _summary(run_id: str, settings: PipelineSettings, registration: Registration
 
 
 def _rounded(table: pd.DataFrame) -> dict[str, dict[str, float]]:
-    return {scorer: {k: round(float(v), 4) for k, v in row.items()} for scorer, row in table.iterrows()}
+    return {
+        scorer: {k: round(float(v), 4) for k, v in row.items()} for scorer, row in table.iterrows()
+    }
 
 
 def _configure_mlflow(settings: PipelineSettings) -> None:
     mlflow.set_tracking_uri(settings.tracking_uri)
     if mlflow.get_experiment_by_name(settings.experiment) is None:
         settings.artifact_root.mkdir(parents=True, exist_ok=True)
-        mlflow.create_experiment(settings.experiment,
-                                 artifact_location=settings.artifact_root.as_uri())
+        mlflow.create_experiment(
+            settings.experiment, artifact_location=settings.artifact_root.as_uri()
+        )
     mlflow.set_experiment(settings.experiment)
 
 

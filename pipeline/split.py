@@ -77,8 +77,11 @@ def _stratified(labels: pd.Series, spec: DatasetSpec, seed: int) -> Split:
     train, valid = train_test_split(
         rest, test_size=valid_share, stratify=labels.loc[rest], random_state=seed
     )
-    slices = {"train": pd.Index(np.sort(train)), "valid": pd.Index(np.sort(valid)),
-              "test": pd.Index(np.sort(test))}
+    slices = {
+        "train": pd.Index(np.sort(train)),
+        "valid": pd.Index(np.sort(valid)),
+        "test": pd.Index(np.sort(test)),
+    }
     _require_nonempty(slices)
     return Split(method="stratified", windows={}, **slices)
 
@@ -86,5 +89,7 @@ def _stratified(labels: pd.Series, spec: DatasetSpec, seed: int) -> Split:
 def _require_nonempty(slices: dict[str, pd.Index]) -> None:
     empty = [name for name, index in slices.items() if len(index) == 0]
     if empty:
-        raise SplitError(f"the {', '.join(empty)} slice(s) would be empty: too few labelled "
-                         "leads (or too few distinct timestamps) for the spec's split fractions")
+        raise SplitError(
+            f"the {', '.join(empty)} slice(s) would be empty: too few labelled "
+            "leads (or too few distinct timestamps) for the spec's split fractions"
+        )

@@ -98,10 +98,17 @@ def trained(builtin_csv: Path, tmp_path_factory: pytest.TempPathFactory):
     from pipeline.settings import PipelineSettings
 
     store = tmp_path_factory.mktemp("mlflow")
-    settings = PipelineSettings(tracking_uri=f"sqlite:///{store / 'mlflow.db'}",
-                                artifact_root=store / "artifacts", data_dir=ROOT / "data",
-                                experiment="session")
-    inputs = TrainInputs(data=builtin_csv, spec=ROOT / "data/specs/builtin.yaml",
-                         config=ROOT / "data/config/train.yaml", rejects=store / "rejects.csv")
+    settings = PipelineSettings(
+        tracking_uri=f"sqlite:///{store / 'mlflow.db'}",
+        artifact_root=store / "artifacts",
+        data_dir=ROOT / "data",
+        experiment="session",
+    )
+    inputs = TrainInputs(
+        data=builtin_csv,
+        spec=ROOT / "data/specs/builtin.yaml",
+        config=ROOT / "data/config/train.yaml",
+        rejects=store / "rejects.csv",
+    )
     summary = train_from_file(inputs, settings)
     return summary, settings, store

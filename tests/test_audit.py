@@ -60,7 +60,9 @@ def test_noisy_but_dominant_leak_is_caught(builtin_spec, leads_and_labels) -> No
     clean, labels = leads_and_labels
     rng = np.random.default_rng(2)
     # Like the bank data's call duration: weak alone (AUC ~0.8) but irreplaceable in a model.
-    minutes = np.where(labels == 1, rng.gamma(4.0, 2.0, len(labels)), rng.gamma(1.5, 2.0, len(labels)))
+    minutes = np.where(
+        labels == 1, rng.gamma(4.0, 2.0, len(labels)), rng.gamma(1.5, 2.0, len(labels))
+    )
     spec = _with_field(builtin_spec, "call_minutes", "numeric")
     report = audit_leakage(clean.assign(call_minutes=minutes), labels, spec)
     assert report.single_column_auc["call_minutes"] < spec.audit.single_column_auc
@@ -71,7 +73,9 @@ def test_noisy_but_dominant_leak_is_caught(builtin_spec, leads_and_labels) -> No
 def test_allowed_columns_are_reported_but_kept(builtin_spec, leads_and_labels) -> None:
     clean, labels = leads_and_labels
     spec = _with_field(builtin_spec, "sales_stage", "categorical")
-    spec = spec.model_copy(update={"audit": spec.audit.model_copy(update={"allow": ("sales_stage",)})})
+    spec = spec.model_copy(
+        update={"audit": spec.audit.model_copy(update={"allow": ("sales_stage",)})}
+    )
     report = audit_leakage(clean.assign(sales_stage=np.where(labels == 1, "a", "b")), labels, spec)
     assert report.excluded == []
     assert {f.action for f in report.findings} == {"allowed by spec"}
@@ -79,7 +83,8 @@ def test_allowed_columns_are_reported_but_kept(builtin_spec, leads_and_labels) -
 
 def test_label_free_column_scores_chance(builtin_spec) -> None:
     labels = pd.Series(np.random.default_rng(3).integers(0, 2, 4000).astype(float))
-    clean = pd.DataFrame({name: np.random.default_rng(4).normal(size=4000)
-                          for name in builtin_spec.fields})
+    clean = pd.DataFrame(
+        {name: np.random.default_rng(4).normal(size=4000) for name in builtin_spec.fields}
+    )
     report = audit_leakage(clean, labels, builtin_spec)
     assert max(report.single_column_auc.values()) < 0.56

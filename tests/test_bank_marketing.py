@@ -12,8 +12,9 @@ pytestmark = pytest.mark.shared_data
 
 def test_bank_marketing_end_to_end(mlflow_store, tmp_path) -> None:
     data = shared_dataset("bank-marketing") / "bank-additional-full.csv"
-    inputs = TrainInputs(data=data, spec=ROOT / "data/specs/bank-marketing.yaml",
-                         rejects=tmp_path / "rejects.csv")
+    inputs = TrainInputs(
+        data=data, spec=ROOT / "data/specs/bank-marketing.yaml", rejects=tmp_path / "rejects.csv"
+    )
     summary = train_from_file(inputs, mlflow_store)
     assert summary.data["rows_read"] == 41_188 and summary.data["rows_rejected"] == 0
     # the call duration is only known after the outcome: the audit must find and drop it

@@ -37,44 +37,63 @@ def criteria(write_file, tiny_spec):
 
 
 def test_scores_and_breakdown(criteria, tiny_spec) -> None:
-    raw = pd.DataFrame({
-        "industry": ["software", "retail", None],
-        "employees": ["150", "20", ""],
-        "demo_requested": ["true", "false", ""],
-        "email": ["a@acme.com", "b@gmail.com", ""],
-    })
+    raw = pd.DataFrame(
+        {
+            "industry": ["software", "retail", None],
+            "employees": ["150", "20", ""],
+            "demo_requested": ["true", "false", ""],
+            "email": ["a@acme.com", "b@gmail.com", ""],
+        }
+    )
     scores = criteria.score(normalize(raw, tiny_spec), tiny_spec)
     # lead 0: everything -> 100; lead 1: firm complete (20) only; lead 2: nothing.
     assert scores.total.tolist() == [100.0, 20.0, 0.0]
     assert scores.passed.tolist() == [True, False, False]
-    assert scores.breakdown.loc[1].to_dict() == {"completeness": 20.0, "icp_fit": 0.0, "readiness": 0.0}
+    assert scores.breakdown.loc[1].to_dict() == {
+        "completeness": 20.0,
+        "icp_fit": 0.0,
+        "readiness": 0.0,
+    }
     assert scores.fired.loc[0].all() and not scores.fired.loc[2].any()
 
 
 def test_group_rules_give_partial_credit(criteria, tiny_spec) -> None:
-    raw = pd.DataFrame({"industry": ["retail"], "employees": [""], "demo_requested": ["yes"],
-                        "email": ["x@acme.com"]})
+    raw = pd.DataFrame(
+        {
+            "industry": ["retail"],
+            "employees": [""],
+            "demo_requested": ["yes"],
+            "email": ["x@acme.com"],
+        }
+    )
     scores = criteria.score(normalize(raw, tiny_spec), tiny_spec)
     assert scores.breakdown.loc[0, "completeness"] == pytest.approx(10.0)  # 1 of 2 firm fields
     assert scores.total.item() == pytest.approx(60.0)
 
 
 def test_version_id_changes_with_content(write_file, tiny_spec, criteria) -> None:
-    edited = load_criteria(write_file("c2.yaml", CRITERIA.replace("gte: 100", "gte: 200")), tiny_spec)
+    edited = load_criteria(
+        write_file("c2.yaml", CRITERIA.replace("gte: 100", "gte: 200")), tiny_spec
+    )
     assert criteria.version_id.startswith("2+") and edited.version_id != criteria.version_id
 
 
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("field: industry, equals: software", "field: sector, equals: software"),
-         "'sector' is not a field"),
+        (
+            ("field: industry, equals: software", "field: sector, equals: software"),
+            "'sector' is not a field",
+        ),
         (("field: industry, equals: software", "field: industry, gte: 3"), "gte needs a numeric"),
         (("equals: software", "equals: hardware"), "['hardware'] not among 'industry'"),
         (("in: [corporate]", "in: [company]"), "['company'] not among 'email'"),
         (("group: firm", "group: people"), "no field has group 'people'"),
         (("weight: 50", "weight: 40"), "must add up to 100, not 90"),
-        (("field: employees, gte: 100", "field: employees, gte: 100, lte: 5"), "exactly one condition"),
+        (
+            ("field: employees, gte: 100", "field: employees, gte: 100, lte: 5"),
+            "exactly one condition",
+        ),
     ],
 )
 def test_bad_criteria_are_reported(write_file, tiny_spec, change, message) -> None:

@@ -10,24 +10,51 @@ from models.features import email_kind, normalize, phone_kind
 
 
 def test_email_kinds() -> None:
-    kinds = email_kind(pd.Series(["Ann@Acme.com", "bob@gmail.com", "s@uni.edu", "cy@ox.ac.uk",
-                                  "john@", "n/a", None], dtype=object))
-    assert kinds.tolist()[:6] == ["corporate", "free", "education", "education", "invalid", "invalid"]
+    kinds = email_kind(
+        pd.Series(
+            ["Ann@Acme.com", "bob@gmail.com", "s@uni.edu", "cy@ox.ac.uk", "john@", "n/a", None],
+            dtype=object,
+        )
+    )
+    assert kinds.tolist()[:6] == [
+        "corporate",
+        "free",
+        "education",
+        "education",
+        "invalid",
+        "invalid",
+    ]
     assert pd.isna(kinds.iloc[6])
 
 
 def test_phone_kinds() -> None:
-    kinds = phone_kind(pd.Series(["+1 (415) 555-0100", "000", "0000000000", "12", None], dtype=object))
-    assert kinds.tolist()[:4] == ["valid", "invalid", "invalid", "invalid"] and pd.isna(kinds.iloc[4])
+    kinds = phone_kind(
+        pd.Series(["+1 (415) 555-0100", "000", "0000000000", "12", None], dtype=object)
+    )
+    assert kinds.tolist()[:4] == ["valid", "invalid", "invalid", "invalid"] and pd.isna(
+        kinds.iloc[4]
+    )
 
 
 def test_text_and_typed_input_normalise_alike(tiny_spec) -> None:
-    text = pd.DataFrame({"industry": ["Software", "Select"], "employees": ["1,200", ""],
-                         "demo_requested": ["Yes", ""], "email": ["a@b.com", ""],
-                         "mql_at": ["2025-01-31 09:00:00", "2025-02-03 09:00:00"]})
-    typed = pd.DataFrame({"industry": ["software", None], "employees": [1200.0, np.nan],
-                          "demo_requested": [True, None], "email": ["a@b.com", None],
-                          "mql_at": ["2025-01-31T09:00:00", "2025-02-03 09:00"]})
+    text = pd.DataFrame(
+        {
+            "industry": ["Software", "Select"],
+            "employees": ["1,200", ""],
+            "demo_requested": ["Yes", ""],
+            "email": ["a@b.com", ""],
+            "mql_at": ["2025-01-31 09:00:00", "2025-02-03 09:00:00"],
+        }
+    )
+    typed = pd.DataFrame(
+        {
+            "industry": ["software", None],
+            "employees": [1200.0, np.nan],
+            "demo_requested": [True, None],
+            "email": ["a@b.com", None],
+            "mql_at": ["2025-01-31T09:00:00", "2025-02-03 09:00"],
+        }
+    )
     a, b = normalize(text, tiny_spec), normalize(typed, tiny_spec)
     pd.testing.assert_frame_equal(a, b)
     assert a.loc[0, "mql_days_to_month_end"] == 0 and a.loc[1, "mql_weekday"] == 0  # Monday
@@ -35,8 +62,14 @@ def test_text_and_typed_input_normalise_alike(tiny_spec) -> None:
 
 
 def test_personal_values_never_reach_the_clean_view(builtin_spec) -> None:
-    raw = pd.DataFrame({"email": ["jane.doe@acme.com"], "phone": ["+44 20 7946 0958"],
-                        "first_name": ["Jane"], "last_name": ["Doe"]})
+    raw = pd.DataFrame(
+        {
+            "email": ["jane.doe@acme.com"],
+            "phone": ["+44 20 7946 0958"],
+            "first_name": ["Jane"],
+            "last_name": ["Doe"],
+        }
+    )
     clean = normalize(raw, builtin_spec)
     values = {str(v) for v in clean.iloc[0].tolist()}
     assert not values & {"jane.doe@acme.com", "+44 20 7946 0958", "Jane", "Doe"}
@@ -44,14 +77,24 @@ def test_personal_values_never_reach_the_clean_view(builtin_spec) -> None:
 
 
 def test_encoder_codes_missing_rare_and_unseen(tiny_spec) -> None:
-    train = pd.DataFrame({"industry": ["software"] * 30 + ["retail"] * 2 + [None] * 3,
-                          "employees": np.arange(35.0), "demo_requested": [1.0] * 35,
-                          "email": ["corporate"] * 35})
+    train = pd.DataFrame(
+        {
+            "industry": ["software"] * 30 + ["retail"] * 2 + [None] * 3,
+            "employees": np.arange(35.0),
+            "demo_requested": [1.0] * 35,
+            "email": ["corporate"] * 35,
+        }
+    )
     encoder = LeadEncoder(tiny_spec, min_frequency=20).fit(train)
     other = len(encoder.vocabularies_["industry"]) + 1
-    serve = pd.DataFrame({"industry": ["software", "retail", "mining", None],
-                          "employees": [1.0, 2.0, 3.0, np.nan], "demo_requested": [1.0, 0.0, 1.0, 0.0],
-                          "email": ["corporate", "free", None, "invalid"]})
+    serve = pd.DataFrame(
+        {
+            "industry": ["software", "retail", "mining", None],
+            "employees": [1.0, 2.0, 3.0, np.nan],
+            "demo_requested": [1.0, 0.0, 1.0, 0.0],
+            "email": ["corporate", "free", None, "invalid"],
+        }
+    )
     matrix = encoder.transform(serve)
     industry = matrix[:, encoder.feature_names_.index("industry")]
     # rare in training (retail) and never seen (mining) share the learnt "other" code

@@ -33,17 +33,25 @@ def test_good_file_loads_every_row(write_file, tiny_spec, tmp_path) -> None:
 
 
 def test_bad_rows_are_rejected_counted_and_written(write_file, tiny_spec, tmp_path) -> None:
-    rows = [*GOOD_ROWS, "L5,2025-01-06 10:00:00,retail,-3,true,d@x.com,accepted",
-            "L6,2025-01-07 10:00:00,retail,12,maybe,e@x.com,accepted"]
+    rows = [
+        *GOOD_ROWS,
+        "L5,2025-01-06 10:00:00,retail,-3,true,d@x.com,accepted",
+        "L6,2025-01-07 10:00:00,retail,12,maybe,e@x.com,accepted",
+    ]
     rejects = tmp_path / "rejects.csv"
     leads = load_leads(write_file("some-bad.csv", _csv(rows)), tiny_spec, rejects)
     assert leads.report.rows_rejected == 2 and len(leads.frame) == 4
     assert leads.frame["lead_id"].tolist() == ["L1", "L2", "L3", "L4"]
     written = pd.read_csv(rejects)
     assert written[["row", "line", "lead_id", "column"]].values.tolist() == [
-        [5, 6, "L5", "employees"], [6, 7, "L6", "demo_requested"]]
+        [5, 6, "L5", "employees"],
+        [6, 7, "L6", "demo_requested"],
+    ]
     messages = describe_errors(leads.report)
-    assert messages[0] == "some-bad.csv, row 5 (line 6), column 'employees': '-3': not a number in [0, ]"
+    assert (
+        messages[0]
+        == "some-bad.csv, row 5 (line 6), column 'employees': '-3': not a number in [0, ]"
+    )
     assert "not a yes/no value" in messages[1]
 
 
@@ -73,7 +81,9 @@ def test_unknown_label_values_are_rejected_by_row(write_file, tiny_spec, tmp_pat
 
 
 def test_mostly_bad_file_is_refused(write_file, tiny_spec) -> None:
-    rows = [f"L{10 + i},2025-01-02,retail,lots,true,a@b.com,accepted" for i in range(5)] + GOOD_ROWS[:1]
+    rows = [
+        f"L{10 + i},2025-01-02,retail,lots,true,a@b.com,accepted" for i in range(5)
+    ] + GOOD_ROWS[:1]
     with pytest.raises(LoadError) as err:
         load_leads(write_file("junk.csv", _csv(rows)), tiny_spec)
     message = str(err.value)
@@ -83,7 +93,7 @@ def test_mostly_bad_file_is_refused(write_file, tiny_spec) -> None:
 
 
 def test_all_empty_feature_column_warns(write_file, tiny_spec) -> None:
-    rows = [",".join(r.split(",")[:5] + [""] + r.split(",")[6:]) for r in GOOD_ROWS]
+    rows = [",".join([*r.split(",")[:5], "", *r.split(",")[6:]]) for r in GOOD_ROWS]
     leads = load_leads(write_file("noemail.csv", _csv(rows)), tiny_spec)
     assert leads.report.rows_rejected == 0
     assert leads.report.warnings == ["column 'email' is empty in every row: it carries no signal"]
@@ -102,7 +112,9 @@ def test_duplicated_ids_keep_the_first(write_file, tiny_spec, tmp_path) -> None:
     assert leads.frame["lead_id"].tolist() == ["L1", "L2", "L3", "L4"]
     assert leads.frame.loc[leads.frame.lead_id == "L2", "industry"].item() == "retail"
     (message,) = describe_errors(leads.report)
-    assert "row 5 (line 6), column 'lead_id': 'L2': duplicate lead id (first seen at row 2)" in message
+    assert (
+        "row 5 (line 6), column 'lead_id': 'L2': duplicate lead id (first seen at row 2)" in message
+    )
 
 
 def test_malformed_lines_are_counted_not_dropped(write_file, tiny_spec, tmp_path) -> None:
@@ -114,9 +126,14 @@ def test_malformed_lines_are_counted_not_dropped(write_file, tiny_spec, tmp_path
 
 
 def test_bad_timestamp_and_personal_values_redacted(write_file, tiny_spec, tmp_path) -> None:
-    spec = tiny_spec.model_copy(update={"fields": {
-        **tiny_spec.fields,
-        "employees": tiny_spec.fields["employees"].model_copy(update={"personal": True})}})
+    spec = tiny_spec.model_copy(
+        update={
+            "fields": {
+                **tiny_spec.fields,
+                "employees": tiny_spec.fields["employees"].model_copy(update={"personal": True}),
+            }
+        }
+    )
     rows = [*GOOD_ROWS, "L5,yesterday-ish,retail,-1,true,d@x.com,accepted"]
     leads = load_leads(write_file("ts.csv", _csv(rows)), spec, tmp_path / "r.csv")
     messages = " | ".join(describe_errors(leads.report))

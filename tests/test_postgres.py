@@ -30,25 +30,38 @@ def postgres_database():
         admin = psycopg.connect(SERVER, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
         if require_postgres():
-            pytest.fail(f"SAL_REQUIRE_POSTGRES is set but PostgreSQL at {SERVER} is unreachable: {exc}")
-        pytest.skip(f"no PostgreSQL server at {SERVER} ({exc.__class__.__name__}); "
-                    "set SAL_TEST_POSTGRES_URL to point at one")
+            pytest.fail(
+                f"SAL_REQUIRE_POSTGRES is set but PostgreSQL at {SERVER} is unreachable: {exc}"
+            )
+        pytest.skip(
+            f"no PostgreSQL server at {SERVER} ({exc.__class__.__name__}); "
+            "set SAL_TEST_POSTGRES_URL to point at one"
+        )
     name = f"sal_test_{uuid.uuid4().hex[:10]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
-            yield SERVER.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + f"/{name}"
+            yield (
+                SERVER.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+                + f"/{name}"
+            )
         finally:
             admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
-def test_training_tracks_and_registers_in_postgres(postgres_database, builtin_csv, tmp_path,
-                                                    monkeypatch) -> None:
+def test_training_tracks_and_registers_in_postgres(
+    postgres_database, builtin_csv, tmp_path, monkeypatch
+) -> None:
     monkeypatch.chdir(ROOT)
-    settings = PipelineSettings(tracking_uri=postgres_database, artifact_root=tmp_path / "artifacts",
-                                data_dir=ROOT / "data", experiment="pg")
-    inputs = TrainInputs(data=builtin_csv, spec=ROOT / "data/specs/builtin.yaml",
-                         rejects=tmp_path / "rejects.csv")
+    settings = PipelineSettings(
+        tracking_uri=postgres_database,
+        artifact_root=tmp_path / "artifacts",
+        data_dir=ROOT / "data",
+        experiment="pg",
+    )
+    inputs = TrainInputs(
+        data=builtin_csv, spec=ROOT / "data/specs/builtin.yaml", rejects=tmp_path / "rejects.csv"
+    )
     summary = train_from_file(inputs, settings)
     assert summary.champion_moved
     mlflow.set_tracking_uri(postgres_database)

@@ -39,8 +39,10 @@ def test_digest_tracks_content(write_file) -> None:
         (("column: status", "column: lead_id"), "is both id and accepted label"),
         (("positive: [accepted]", "positive: [rejected]"), "is both positive and negative"),
         (("timestamp: mql_at\n", ""), "split.method 'time' needs a 'timestamp'"),
-        (("  email: {type: email}", "  email: {type: email, monotone: increasing}"),
-         "'monotone' applies to numeric and boolean"),
+        (
+            ("  email: {type: email}", "  email: {type: email, monotone: increasing}"),
+            "'monotone' applies to numeric and boolean",
+        ),
         (("name: tiny", "name: tiny\ncolour: blue"), "colour"),
         (("max_bad_row_fraction: 0.5", "max_bad_row_fraction: 1.5"), "max_bad_row_fraction"),
     ],
@@ -54,7 +56,7 @@ def test_invalid_specs_name_the_problem(write_file, change, message) -> None:
 
 
 def test_segments_must_be_fields(write_file) -> None:
-    with pytest.raises(SpecError, match="'region' .* is not a declared field"):
+    with pytest.raises(SpecError, match=r"'region' .* is not a declared field"):
         load_spec(write_file("s.yaml", TINY_SPEC + "segments: [region]\n"))
 
 
@@ -69,6 +71,13 @@ def test_missing_file_and_bad_yaml(write_file, tmp_path) -> None:
 
 def test_views_derived_from_fields(tiny_spec) -> None:
     assert tiny_spec.required_columns == [
-        "lead_id", "mql_at", "industry", "employees", "demo_requested", "email", "status"]
+        "lead_id",
+        "mql_at",
+        "industry",
+        "employees",
+        "demo_requested",
+        "email",
+        "status",
+    ]
     assert tiny_spec.group("firm") == ["industry", "employees"]
     assert tiny_spec.fields_of(FieldType.boolean) == ["demo_requested"]

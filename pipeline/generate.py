@@ -353,6 +353,7 @@ def _pick_rows(rng: np.random.Generator, logits: np.ndarray) -> np.ndarray:
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """Log-odds to probabilities."""
     return 1.0 / (1.0 + np.exp(-x))
 
 

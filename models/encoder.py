@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from models.features import TIME_FEATURES
+from models.features import TIME_FEATURES, map_values
 from models.spec import DatasetSpec, FieldType
 
 MISSING_CODE = 0
@@ -98,7 +98,7 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
     def _codes(values: pd.Series, vocabulary: dict[str, int]) -> np.ndarray:
         other = len(vocabulary) + 1
         present = values.notna().to_numpy()
-        known = values.astype(object).map(vocabulary)
+        known = map_values(values, vocabulary)
         codes = np.where(present, other, MISSING_CODE).astype(np.float32)
         hit = known.notna().to_numpy()
         codes[hit] = known[hit].to_numpy(np.float32)

@@ -8,6 +8,7 @@ a name's presence.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,13 +136,11 @@ def time_features(stamps: pd.Series) -> pd.DataFrame:
 def email_kind(text: pd.Series) -> pd.Series:
     """corporate / free / education / invalid for each address (missing stays missing)."""
     lowered = text.str.strip().str.lower()
-    valid = lowered.str.match(_EMAIL_RE, na=False)
-    domain = lowered.str.rsplit("@", n=1).str[-1]
-    kind = np.select(
-        [~valid, domain.isin(FREE_MAIL_DOMAINS), domain.str.contains(_EDU_RE, na=False)],
-        ["invalid", "free", "education"],
-        default="corporate",
-    )
+    valid = lowered.str.match(_EMAIL_RE, na=False).to_numpy(dtype=bool)
+    domain = lowered.str.replace(r"^.*@", "", regex=True)
+    free = domain.isin(FREE_MAIL_DOMAINS).to_numpy(dtype=bool)
+    education = domain.str.contains(_EDU_RE, na=False).to_numpy(dtype=bool)
+    kind = np.select([~valid, free, education], ["invalid", "free", "education"], "corporate")
     return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
 
 
@@ -149,20 +148,28 @@ def phone_kind(text: pd.Series) -> pd.Series:
     """valid when 7-15 digits that are not all the same digit, else invalid."""
     digits = text.str.replace(r"\D", "", regex=True)
     length = digits.str.len()
-    repeated = digits.str.fullmatch(r"(\d)\1*", na=False)
-    valid = length.between(7, 15) & ~repeated
-    kind = np.where(valid.fillna(False).to_numpy(dtype=bool), "valid", "invalid")
+    # A string equals itself shifted by one character exactly when all its characters are equal.
+    repeated = digits.str.slice(1) == digits.str.slice(0, -1)
+    valid = (length.between(7, 15) & ~repeated).fillna(False).to_numpy(dtype=bool)
+    kind = np.where(valid, "valid", "invalid")
     return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
+
+
+def map_values(values: pd.Series, mapping: Mapping | Callable[[object], object]) -> pd.Series:
+    """`values.map(mapping)` for low-cardinality columns, fast: map the distinct values only."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=True)
+    mapped = pd.Series(uniques).map(mapping).to_numpy(dtype=object)
+    out = np.where(codes >= 0, mapped[np.maximum(codes, 0)] if len(mapped) else None, None)
+    return pd.Series(out, index=values.index, dtype=object)
 
 
 # -- per-type parsers: (raw, text, missing, field) -> (values, bad) ------------------------------
 def _as_text(raw: pd.Series) -> pd.Series:
     """Cells as stripped text with real nulls kept as NA, whatever the input dtype."""
     if raw.dtype == bool or str(raw.dtype) == "boolean":
-        text = raw.map({True: "true", False: "false"})
-    else:
-        text = raw.astype("string")
-    return text.astype(object).where(text.notna()).str.strip()
+        raw = raw.map({True: "true", False: "false"})
+    # pandas' "str" dtype keeps nulls as missing and runs string methods vectorised (Arrow).
+    return raw.astype("str").str.strip()
 
 
 def _parse_numeric(raw, text, missing, field):
@@ -189,21 +196,20 @@ def _parse_boolean(raw, text, missing, field):
 
 
 def _parse_categorical(raw, text, missing, field):
-    return text.str.lower() if field.values is None else _canonical_case(text, field), np.zeros(
-        len(text), dtype=bool
-    )
+    values = text.str.lower() if field.values is None else _canonical_case(text, field)
+    return values, np.zeros(len(text), dtype=bool)
 
 
 def _canonical_case(text: pd.Series, field: FieldSpec) -> pd.Series:
     # Match declared values case-insensitively but keep the spelling the spec uses.
     canonical = {v.lower(): v for v in field.values or ()}
     lowered = text.str.lower()
-    return lowered.map(canonical).where(lowered.isin(canonical.keys()), lowered)
+    return map_values(lowered, lambda v: canonical.get(v, v))
 
 
 def _parse_text(raw, text, missing, field):
-    cleaned = text.str.lower().str.replace(r"[^\w+#&/ ]+", " ", regex=True)
-    return cleaned.str.split().str.join(" "), np.zeros(len(text), dtype=bool)
+    cleaned = text.str.lower().str.replace(r"[^\w+#&/]+", " ", regex=True).str.strip()
+    return cleaned.astype(object).where(cleaned.notna()), np.zeros(len(text), dtype=bool)
 
 
 def _parse_email(raw, text, missing, field):

@@ -8,46 +8,36 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightgbm
 import mlflow
 import numpy as np
 import pandas as pd
-import sklearn
 
 from models.acceptance import AcceptanceModel
 from models.criteria import Criteria, load_criteria
 from models.features import normalize
-from models.pyfunc import (
-    ARTIFACT_KEY,
-    input_example,
-    save_acceptance_model,
-    signature_for,
-    to_signature_types,
-)
+from models.pyfunc import to_signature_types
 from models.spec import DatasetSpec, SpecError, load_spec
-from pipeline import plots
-from pipeline.audit import AuditReport, audit_leakage
+from pipeline.audit import audit_leakage
 from pipeline.baselines import fit_logistic, fit_rule_calibration, predict_logistic
 from pipeline.config import TrainConfig, load_train_config
 from pipeline.evaluate import Evaluation, evaluate
-from pipeline.load import Leads, describe_errors, label_values, load_leads
+from pipeline.load import Leads, label_values, load_leads
 from pipeline.register import Registration, current_champion, register
 from pipeline.settings import PipelineSettings
 from pipeline.split import Split, split_leads
+from pipeline.tracking import RunRecord, log_model, log_run
 from pipeline.train import Slice, fit
 
 log = logging.getLogger(__name__)
 
-_STAGES = 8
+_STAGES = 7
 
 
 @dataclass
@@ -85,83 +75,77 @@ def train_from_file(inputs: TrainInputs, settings: PipelineSettings) -> TrainSum
     """Run the whole pipeline on one leads file and return the run's summary."""
     started = time.perf_counter()
     spec = load_spec(inputs.spec)
-    criteria = _criteria(inputs, spec)
-    config = load_train_config(inputs.config or settings.train_config)
+    criteria_file = inputs.criteria or spec.criteria_path
+    if criteria_file is None:
+        raise SpecError(f"spec {spec.name!r} names no criteria file; pass --criteria")
+    config_file = inputs.config or settings.train_config
+    files = (inputs.spec, criteria_file, config_file)
+    config = load_train_config(config_file)
+    criteria = load_criteria(criteria_file, spec)  # every file checked before reading the data
     with _stage(1, "load and validate", inputs.data):
         rejects = (
-            inputs.rejects
-            or settings.data_dir / "rejects" / f"{Path(inputs.data).stem}.rejects.csv"
+            inputs.rejects or settings.data_dir / "rejects" / f"{inputs.data.stem}.rejects.csv"
         )
         leads = load_leads(inputs.data, spec, rejects_path=rejects)
     _configure_mlflow(settings)
     with mlflow.start_run() as run:
-        summary = _train_and_log(leads, spec, criteria, config, inputs, settings, run.info.run_id)
+        record = _train(leads, spec, criteria, config, files)
+        with _stage(6, "log to MLflow"):
+            log_run(record)
+            model_info = log_model(record.model, leads.frame.loc[record.split.test])
+        with _stage(7, "compare with the champion and register"):
+            name = settings.model_name or inputs.model_name or spec.model_name or "lead-acceptance"
+            registration = _register(model_info.model_uri, name, record)
+        summary = _summary(run.info.run_id, settings, registration, record)
+        mlflow.log_dict(summary.to_dict(), "summary.json")
     summary.seconds = round(time.perf_counter() - started, 1)
     return summary
 
 
-def _train_and_log(
+def _train(
     leads: Leads,
     spec: DatasetSpec,
     criteria: Criteria,
     config: TrainConfig,
-    inputs: TrainInputs,
-    settings: PipelineSettings,
-    run_id: str,
-) -> TrainSummary:
+    files: tuple[Path, ...],
+) -> RunRecord:
     with _stage(2, "labels and split"):
         accepted, sql = label_values(leads.frame, spec)
         split = split_leads(leads.frame, accepted, spec, seed=config.seed)
         clean = normalize(leads.frame, spec)
+        slices = {
+            name: _slice(clean, accepted, sql, split, name) for name in ("train", "valid", "test")
+        }
     with _stage(3, "leakage audit"):
-        audit = audit_leakage(clean.loc[split.train], accepted.loc[split.train], spec, config.seed)
-        model_spec = _without(spec, audit.excluded)
+        audit = audit_leakage(slices["train"].clean, slices["train"].accepted, spec, config.seed)
     with _stage(4, "fit and calibrate"):
         model = fit(
-            *(_slice(clean, accepted, sql, split, s) for s in ("train", "valid")),
-            model_spec,
-            criteria,
-            config,
+            slices["train"], slices["valid"], _without(spec, audit.excluded), criteria, config
         )
-        model.metadata.update(_model_metadata(leads, split, audit, spec))
+        model.metadata.update(
+            spec=spec.name,
+            spec_digest=spec.digest(),
+            data_sha256=leads.report.sha256,
+            split=split.describe(),
+            excluded_by_audit=audit.excluded,
+            trained_at=pd.Timestamp.now(tz="UTC").isoformat(),
+        )
     with _stage(5, "baselines and evaluation"):
-        test = _slice(clean, accepted, sql, split, "test")
-        scores, evaluation, sql_eval = _evaluate(model, clean, accepted, sql, split, test, config)
-    with _stage(6, "log to MLflow"):
-        _log_run(
-            leads,
-            spec,
-            criteria,
-            config,
-            inputs,
-            split,
-            audit,
-            evaluation,
-            sql_eval,
-            scores,
-            test,
-            model,
-        )
-        model_info = _log_model(model, leads.frame.loc[split.test])
-    with _stage(7, "compare with the champion and register"):
-        name = settings.model_name or inputs.model_name or spec.model_name or "lead-acceptance"
-        registration = _register(
-            model_info.model_uri, name, leads, split, accepted, evaluation, config, spec, criteria
-        )
-    with _stage(8, "summary"):
-        summary = _summary(
-            run_id, settings, registration, leads, accepted, split, audit, evaluation, sql_eval
-        )
-        mlflow.log_dict(summary.to_dict(), "summary.json")
-    return summary
-
-
-# -- stages ---------------------------------------------------------------------------------------
-def _criteria(inputs: TrainInputs, spec: DatasetSpec) -> Criteria:
-    path = inputs.criteria or spec.criteria_path
-    if path is None:
-        raise SpecError(f"spec {spec.name!r} names no criteria file; pass --criteria")
-    return load_criteria(path, spec)
+        scores, evaluation, sql_evaluation = _evaluate(model, slices, config)
+    return RunRecord(
+        leads=leads,
+        spec=spec,
+        criteria=criteria,
+        config=config,
+        files=files,
+        split=split,
+        audit=audit,
+        model=model,
+        test=slices["test"],
+        scores=scores,
+        evaluation=evaluation,
+        sql_evaluation=sql_evaluation,
+    )
 
 
 def _without(spec: DatasetSpec, excluded: list[str]) -> DatasetSpec:
@@ -187,25 +171,21 @@ def _slice(
 
 
 def _evaluate(
-    model: AcceptanceModel,
-    clean: pd.DataFrame,
-    accepted: pd.Series,
-    sql: pd.Series | None,
-    split: Split,
-    test: Slice,
-    config: TrainConfig,
+    model: AcceptanceModel, slices: dict[str, Slice], config: TrainConfig
 ) -> tuple[dict[str, np.ndarray], Evaluation, Evaluation | None]:
-    valid_rules = model.criteria.score(clean.loc[split.valid], model.spec).total
+    """Model, rules and logistic regression on the same test leads (and P(SQL) vs the rules)."""
+    train, valid, test = slices["train"], slices["valid"], slices["test"]
+    valid_rules = model.criteria.score(valid.clean, model.spec).total
     predicted = model.predict_clean(test.clean)
     logistic = fit_logistic(
-        clean.loc[split.train],
-        accepted.loc[split.train],
+        train.clean,
+        train.accepted,
         model.spec,
         model.feature_names,
         config.logistic_max_rows,
         config.seed,
     )
-    rules_to_accept = fit_rule_calibration(valid_rules, accepted.loc[split.valid])
+    rules_to_accept = fit_rule_calibration(valid_rules, valid.accepted)
     scores = {
         "model": predicted["p_accept"].to_numpy(),
         "rules": rules_to_accept(predicted["rule_score"].to_numpy()),
@@ -213,10 +193,10 @@ def _evaluate(
     }
     segments = test.clean[list(model.spec.segments)]
     evaluation = evaluate(test.accepted, scores, segments)
-    if model.sql is None or sql is None or test.sql is None:
+    if model.sql is None or test.sql is None or valid.sql is None:
         return scores, evaluation, None
     # The rules are calibrated to P(SQL) separately, so calibration metrics compare like with like.
-    rules_to_sql = fit_rule_calibration(valid_rules, sql.loc[split.valid])
+    rules_to_sql = fit_rule_calibration(valid_rules, valid.sql)
     known = test.sql.notna().to_numpy()
     sql_scores = {
         "model": predicted["p_sql"].to_numpy()[known],
@@ -225,225 +205,42 @@ def _evaluate(
     return scores, evaluation, evaluate(test.sql[known], sql_scores, segments[known])
 
 
-def _model_metadata(leads: Leads, split: Split, audit: AuditReport, spec: DatasetSpec) -> dict:
-    return {
-        "spec": spec.name,
-        "spec_digest": spec.digest(),
-        "data_sha256": leads.report.sha256,
-        "split": split.describe(),
-        "excluded_by_audit": audit.excluded,
-        "trained_at": pd.Timestamp.now(tz="UTC").isoformat(),
-    }
-
-
-def _log_run(
-    leads: Leads,
-    spec: DatasetSpec,
-    criteria: Criteria,
-    config: TrainConfig,
-    inputs: TrainInputs,
-    split: Split,
-    audit: AuditReport,
-    evaluation: Evaluation,
-    sql_eval: Evaluation | None,
-    scores: dict[str, np.ndarray],
-    test: Slice,
-    model: AcceptanceModel,
-) -> None:
-    mlflow.set_tags(
-        {
-            "spec": spec.name,
-            "spec_digest": spec.digest(),
-            "criteria_version": criteria.version_id,
-            "data_sha256": leads.report.sha256,
-        }
-    )
-    mlflow.log_params(_params(config, spec, criteria, split, model, leads))
-    mlflow.log_metrics(_metrics(evaluation, sql_eval, leads))
-    _log_dataset(leads, spec, test)
-    for path in (spec.source_path, criteria_path(inputs, spec), inputs.config):
-        if path is not None:
-            mlflow.log_artifact(str(path), artifact_path="config")
-    mlflow.log_dict(
-        leads.report.summary() | {"first_problems": describe_errors(leads.report, 0)},
-        "data/load_report.json",
-    )
-    mlflow.log_dict(
-        {"findings": audit.describe(), "single_column_auc": audit.single_column_auc},
-        "audit/leakage.json",
-    )
-    mlflow.log_text(evaluation.overall.to_csv(), "evaluation/metrics.csv")
-    mlflow.log_text(evaluation.segments.to_csv(index=False), "evaluation/segments.csv")
-    _log_figures(test.accepted.to_numpy(dtype=float), scores, model)
-
-
-def criteria_path(inputs: TrainInputs, spec: DatasetSpec) -> Path | None:
-    return inputs.criteria or spec.criteria_path
-
-
-def _params(
-    config: TrainConfig,
-    spec: DatasetSpec,
-    criteria: Criteria,
-    split: Split,
-    model: AcceptanceModel,
-    leads: Leads,
-) -> dict[str, Any]:
-    params = {f"lgb_{k}": v for k, v in config.lightgbm.items()}
-    params |= {
-        "num_boost_round": config.num_boost_round,
-        "early_stopping_rounds": config.early_stopping_rounds,
-        "best_iteration_accept": model.accept.booster.current_iteration(),
-        "best_iteration_sql": model.sql.booster.current_iteration() if model.sql else None,
-        "encoder_min_frequency": config.encoder.min_frequency,
-        "encoder_max_categories": config.encoder.max_categories,
-        "seed": config.seed,
-        "spec": spec.name,
-        "criteria": criteria.version_id,
-        "split_method": split.method,
-        "rows_train": len(split.train),
-        "rows_valid": len(split.valid),
-        "rows_test": len(split.test),
-        "n_features": len(model.feature_names),
-        "data_rows_read": leads.report.rows_read,
-        "lightgbm_version": lightgbm.__version__,
-        "sklearn_version": sklearn.__version__,
-    }
-    return params
-
-
-def _metrics(evaluation: Evaluation, sql_eval: Evaluation | None, leads: Leads) -> dict[str, float]:
-    metrics = {
-        "rows_rejected": float(leads.report.rows_rejected),
-        "test_base_rate": evaluation.base_rate,
-    }
-    for scorer, row in evaluation.overall.iterrows():
-        metrics |= {f"test_{scorer}_{k}": float(v) for k, v in row.items() if np.isfinite(v)}
-    if sql_eval is not None:
-        for scorer, row in sql_eval.overall.iterrows():
-            metrics |= {
-                f"test_sql_{scorer}_{k}": float(v) for k, v in row.items() if np.isfinite(v)
-            }
-    for rec in evaluation.segments.itertuples():
-        if rec.scorer in ("model", "rules") and np.isfinite(rec.roc_auc):
-            key = _metric_key(f"segment_{rec.segment}_{rec.value}_{rec.scorer}_roc_auc")
-            metrics[key] = float(rec.roc_auc)
-    return metrics
-
-
-def _metric_key(text: str) -> str:
-    # MLflow metric names allow letters, digits, _ - . / and spaces only.
-    return "".join(ch if ch.isalnum() or ch in "_-./ " else "_" for ch in text)
-
-
-def _log_dataset(leads: Leads, spec: DatasetSpec, test: Slice) -> None:
-    # The PII-free clean view stands for the data; the digest is the file's own hash.
-    frame = test.clean.assign(accepted=test.accepted.to_numpy())
-    with warnings.catch_warnings():
-        # A local path matches two of MLflow's artifact source types; either reads it the same.
-        warnings.simplefilter("ignore", UserWarning)
-        dataset = mlflow.data.from_pandas(
-            frame,
-            source=str(Path(leads.report.path).resolve()),
-            targets="accepted",
-            name=spec.name,
-            digest=leads.report.sha256[:16],
-        )
-    mlflow.log_input(dataset, context="test")
-
-
-def _log_figures(y: np.ndarray, scores: dict[str, np.ndarray], model: AcceptanceModel) -> None:
-    figures = {
-        "roc.png": plots.roc_figure(y, scores),
-        "pr.png": plots.pr_figure(y, scores),
-        "reliability.png": plots.reliability_figure(y, scores),
-        "gains.png": plots.gains_figure(y, scores),
-        "importance.png": plots.importance_figure(model.accept.importance(model.feature_names)),
-    }
-    for name, figure in figures.items():
-        mlflow.log_figure(figure, f"plots/{name}")
-
-
-def _log_model(model: AcceptanceModel, test_leads: pd.DataFrame) -> mlflow.models.model.ModelInfo:
-    with tempfile.TemporaryDirectory() as tmp:
-        path = save_acceptance_model(model, Path(tmp) / "acceptance_model.pkl")
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=str(Path(__file__).resolve().parent.parent / "models" / "mlflow_entry.py"),
-            artifacts={ARTIFACT_KEY: str(path)},
-            code_paths=[str(Path(__file__).resolve().parent.parent / "models")],
-            signature=signature_for(model),
-            input_example=input_example(test_leads, model.spec),
-            pip_requirements=_requirements(),
-        )
-
-
-def _requirements() -> list[str]:
-    import pydantic
-    import yaml
-
-    return [
-        f"lightgbm=={lightgbm.__version__}",
-        f"scikit-learn=={sklearn.__version__}",
-        f"pandas=={pd.__version__}",
-        f"numpy=={np.__version__}",
-        f"mlflow=={mlflow.__version__}",
-        f"pydantic=={pydantic.__version__}",
-        f"pyyaml=={yaml.__version__}",
-    ]
-
-
-def _register(
-    model_uri: str,
-    name: str,
-    leads: Leads,
-    split: Split,
-    accepted: pd.Series,
-    evaluation: Evaluation,
-    config: TrainConfig,
-    spec: DatasetSpec,
-    criteria: Criteria,
-) -> Registration:
-    test_leads = to_signature_types(leads.frame.loc[split.test], spec)
-    champion = current_champion(name, test_leads, accepted.loc[split.test])
+def _register(model_uri: str, name: str, record: RunRecord) -> Registration:
+    test_leads = to_signature_types(record.leads.frame.loc[record.split.test], record.spec)
+    champion = current_champion(name, test_leads, record.test.accepted)
+    model_auc = record.evaluation.metric("model", "roc_auc")
     tags = {
-        "spec": spec.name,
-        "spec_digest": spec.digest(),
-        "criteria_version": criteria.version_id,
-        "data_sha256": leads.report.sha256,
-        "test_roc_auc": f"{evaluation.metric('model', 'roc_auc'):.4f}",
+        "spec": record.spec.name,
+        "spec_digest": record.spec.digest(),
+        "criteria_version": record.criteria.version_id,
+        "data_sha256": record.leads.report.sha256,
+        "test_roc_auc": f"{model_auc:.4f}",
     }
     return register(
         model_uri,
         name,
-        evaluation.metric("model", "roc_auc"),
-        evaluation.metric("rules", "roc_auc"),
+        model_auc,
+        record.evaluation.metric("rules", "roc_auc"),
         champion,
-        config.gate,
+        record.config.gate,
         tags,
     )
 
 
 def _summary(
-    run_id: str,
-    settings: PipelineSettings,
-    registration: Registration,
-    leads: Leads,
-    accepted: pd.Series,
-    split: Split,
-    audit: AuditReport,
-    evaluation: Evaluation,
-    sql_eval: Evaluation | None,
+    run_id: str, settings: PipelineSettings, registration: Registration, record: RunRecord
 ) -> TrainSummary:
+    report = record.leads.report
+    accepted, _ = label_values(record.leads.frame, record.spec)
     data = {
-        "path": leads.report.path,
-        "rows_read": leads.report.rows_read,
-        "rows_rejected": leads.report.rows_rejected,
-        "rejects_path": leads.report.rejects_path,
+        "path": report.path,
+        "rows_read": report.rows_read,
+        "rows_rejected": report.rows_rejected,
+        "rejects_path": report.rejects_path,
         "labelled": int(accepted.notna().sum()),
         "undecided": int(accepted.isna().sum()),
         "acceptance_rate": round(float(accepted.mean()), 4),
-        "split": split.describe(),
+        "split": record.split.describe(),
     }
     return TrainSummary(
         run_id=run_id,
@@ -453,17 +250,15 @@ def _summary(
         champion_moved=registration.champion_moved,
         champion_reason=registration.reason,
         data=data,
-        leakage=audit.describe(),
-        metrics=_rounded(evaluation.overall),
-        sql_metrics=_rounded(sql_eval.overall) if sql_eval is not None else {},
-        warnings=leads.report.warnings,
+        leakage=record.audit.describe(),
+        metrics=_rounded(record.evaluation.overall),
+        sql_metrics=_rounded(record.sql_evaluation.overall) if record.sql_evaluation else {},
+        warnings=report.warnings,
     )
 
 
 def _rounded(table: pd.DataFrame) -> dict[str, dict[str, float]]:
-    return {
-        scorer: {k: round(float(v), 4) for k, v in row.items()} for scorer, row in table.iterrows()
-    }
+    return {s: {k: round(float(v), 4) for k, v in row.items()} for s, row in table.iterrows()}
 
 
 def _configure_mlflow(settings: PipelineSettings) -> None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+
+# As in the CLI: OpenMP threads sleep instead of spinning when the two cores are shared.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
 import textwrap
 from pathlib import Path
 

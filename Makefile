@@ -1,12 +1,12 @@
 # Two commands do all the set-up on a fresh machine (Python >= 3.11 on the PATH is all it needs):
-#   make run   create .venv, install, generate the built-in data, train and register a model
+#   make run   create .venv, install, generate the built-in data, train, register, then serve it
 #   make test  create .venv, install, lint and run the whole test suite
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run train test lint bench mlflow-ui clean
+.PHONY: setup run train serve test lint bench mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -17,11 +17,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-run: train
+run: train serve
 
 train: setup
 	@test -f data/leads.csv || $(BIN)/sal generate --rows 50000 --seed 7
 	$(BIN)/sal train
+
+serve: setup
+	$(BIN)/sal serve --host 127.0.0.1 --port 8000
 
 lint: setup
 	$(BIN)/ruff check .

@@ -106,6 +106,38 @@ def train(
     typer.echo(summary_json(summary) if as_json else _render(summary))
 
 
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    workers: int = typer.Option(1, min=1, help="Worker processes."),
+) -> None:
+    """Serve the registered champion over HTTP (FastAPI + uvicorn); see /docs for the API."""
+    import secrets
+
+    import uvicorn
+
+    # The CLI is the one place that wires both deployables; pipeline's training modules never
+    # import serving/, and serving/ never imports them.
+    from serving.settings import get_settings as serve_settings
+
+    if not (serve_settings().score_keys or serve_settings().admin_keys):
+        key = secrets.token_urlsafe(24)
+        os.environ["SAL_ADMIN_KEYS"] = key  # inherited by the workers
+        serve_settings.cache_clear()  # a single worker reads the settings in this process
+        typer.echo(
+            f"no SAL_SCORE_KEYS/SAL_ADMIN_KEYS set; generated a local admin key:\n  {key}", err=True
+        )
+    uvicorn.run(
+        "serving.main:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
 def _render(summary) -> str:
     lines = [
         f"run {summary.run_id} ({summary.experiment}) in {summary.seconds:.0f} s",

@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.uris import absolute_sqlite
+
 
 class PipelineSettings(BaseSettings):
     """Where runs and models are tracked and where the shipped specs live.
@@ -28,11 +30,7 @@ class PipelineSettings(BaseSettings):
     @field_validator("tracking_uri")
     @classmethod
     def _absolute_sqlite(cls, uri: str) -> str:
-        # A relative SQLite path would follow the caller's working directory around.
-        prefix = "sqlite:///"
-        if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-            return prefix + str(Path(uri.removeprefix(prefix)).resolve())
-        return uri
+        return absolute_sqlite(uri)
 
     @field_validator("artifact_root")
     @classmethod

@@ -1,0 +1,14 @@
+"""URI helpers shared by the pipeline's and the service's settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_SQLITE = "sqlite:///"
+
+
+def absolute_sqlite(uri: str) -> str:
+    """Make a relative SQLite URI absolute, so it does not follow the working directory around."""
+    if uri.startswith(_SQLITE) and not uri.startswith(_SQLITE + "/"):
+        return _SQLITE + str(Path(uri.removeprefix(_SQLITE)).resolve())
+    return uri

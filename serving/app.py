@@ -1,0 +1,225 @@
+"""The scoring service: app factory, champion loading, health/readiness and lead scoring.
+
+Built by `create_app(settings)`; the champion is loaded in the lifespan, so the process answers
+`/health` at once and `/ready` (and scoring) with 503 until a model is loaded. The lead request
+model is derived from the dataset spec the service is configured with.
+"""
+
+import hmac
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+import mlflow
+import pandas as pd
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from mlflow import MlflowClient
+from pydantic import BaseModel, SecretStr
+
+from models.acceptance import AcceptanceModel
+from models.criteria import CriteriaScores
+from models.explain import Reason, explain
+from models.features import normalize
+from models.spec import load_spec
+from serving.schemas import (
+    CriterionScore,
+    Health,
+    LeadScore,
+    Ready,
+    ReasonOut,
+    RuleCriteria,
+    ScoreResponse,
+    lead_model,
+)
+from serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+TIERS = (("A", 0.8), ("B", 0.6), ("C", 0.4), ("D", 0.0))
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: AcceptanceModel
+    name: str
+    version: str
+    routing_threshold: float
+
+
+def load_champion(settings: ServeSettings) -> LoadedModel:
+    """The model the registry's alias points at, with its routing threshold (version tag)."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    version = MlflowClient().get_model_version_by_alias(settings.model_name, settings.model_alias)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
+    threshold = float(version.tags.get("routing_threshold", settings.routing_threshold))
+    return LoadedModel(
+        model=pyfunc.unwrap_python_model().model,
+        name=settings.model_name,
+        version=str(version.version),
+        routing_threshold=threshold,
+    )
+
+
+def create_app(
+    settings: ServeSettings, loader: Callable[[ServeSettings], LoadedModel] = load_champion
+) -> FastAPI:
+    spec = load_spec(settings.spec_path)
+    lead = lead_model(spec, settings.forbid_unknown_fields)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.loaded = None
+        try:
+            app.state.loaded = loader(settings)
+            log.info("serving %s v%s", app.state.loaded.name, app.state.loaded.version)
+        except Exception as exc:
+            app.state.load_error = str(exc).splitlines()[0]
+            log.error("no model loaded: %s", app.state.load_error)
+        yield
+
+    app = FastAPI(
+        title="Lead acceptance predictor",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Scores MQLs: P(accept), P(SQL), rule criteria, reasons and route.",
+    )
+    app.middleware("http")(_body_limit(settings.max_body_bytes))
+    bearer = HTTPBearer(auto_error=False, description="API key (scoring or admin role)")
+
+    def require_scorer(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        _check_key(credentials, [*settings.score_keys, *settings.admin_keys])
+
+    def current_model(request: Request) -> LoadedModel:
+        loaded = request.app.state.loaded
+        if loaded is None:
+            reason = getattr(request.app.state, "load_error", "loading")
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model loaded: {reason}")
+        return loaded
+
+    @app.get("/health", response_model=Health, tags=["ops"])
+    def health() -> Health:
+        """Liveness: the process answers."""
+        return Health(status="ok")
+
+    @app.get("/ready", response_model=Ready, tags=["ops"])
+    def ready(loaded: Annotated[LoadedModel, Depends(current_model)]) -> Ready:
+        """Readiness: a model is loaded and scoring will answer."""
+        return Ready(status="ready", model_name=loaded.name, model_version=loaded.version)
+
+    @app.post(
+        "/v1/leads/score",
+        response_model=ScoreResponse,
+        tags=["scoring"],
+        dependencies=[Depends(require_scorer)],
+        responses={
+            413: {"description": "batch larger than the configured maximum"},
+            503: {"description": "no model loaded yet"},
+        },
+    )
+    def score(
+        leads: Annotated[lead | list[lead], Body(description="one lead, or a list of leads")],
+        loaded: Annotated[LoadedModel, Depends(current_model)],
+        reasons: Annotated[bool, Query(description="include the top reasons each way")] = False,
+    ) -> ScoreResponse:
+        """Score one MQL or a batch: probabilities, tier, route, rule criteria and reasons."""
+        batch = leads if isinstance(leads, list) else [leads]
+        if len(batch) > settings.max_batch:
+            raise HTTPException(
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                f"{len(batch)} leads in one request; the maximum is {settings.max_batch}",
+            )
+        return ScoreResponse(scores=score_leads(loaded, batch, reasons, settings))
+
+    return app
+
+
+def score_leads(
+    loaded: LoadedModel, leads: list[BaseModel], with_reasons: bool, settings: ServeSettings
+) -> list[LeadScore]:
+    """The service's scoring: the same AcceptanceModel code as training and the pyfunc."""
+    model, spec = loaded.model, loaded.model.spec
+    frame = pd.DataFrame([lead.model_dump() for lead in leads])
+    if spec.timestamp:
+        frame[spec.timestamp] = frame[spec.timestamp].fillna(datetime.now(UTC)).astype(str)
+    clean = normalize(frame, spec)
+    predicted = model.predict_clean(clean)
+    rules = model.criteria.score(clean, spec)
+    why = explain(model, clean) if with_reasons else None
+    return [
+        _lead_score(loaded, settings, frame, predicted, rules, why, i) for i in range(len(frame))
+    ]
+
+
+def _lead_score(
+    loaded: LoadedModel,
+    settings: ServeSettings,
+    frame: pd.DataFrame,
+    predicted: pd.DataFrame,
+    rules: CriteriaScores,
+    why: list[list[Reason]] | None,
+    i: int,
+) -> LeadScore:
+    model, spec = loaded.model, loaded.model.spec
+    p_accept = float(predicted["p_accept"].iloc[i])
+    tier = next(name for name, low in TIERS if p_accept >= low)
+    route = "sales" if p_accept >= loaded.routing_threshold else "nurture"
+    passed = bool(rules.passed.iloc[i])
+    criteria = [
+        CriterionScore(
+            name=name,
+            weight=crit.weight,
+            score=round(float(rules.breakdown[name].iloc[i]), 2),
+            fired=[r.name for r in crit.rules if rules.fired[f"{name}.{r.name}"].iloc[i]],
+        )
+        for name, crit in model.criteria.criteria.items()
+    ]
+    return LeadScore(
+        lead_id=frame[spec.id].iloc[i] if spec.id else None,
+        p_accept=round(p_accept, 6),
+        p_sql=round(float(predicted["p_sql"].iloc[i]), 6) if "p_sql" in predicted else None,
+        tier=tier,
+        route=route,
+        sla_hours=settings.sales_sla_hours if route == "sales" else None,
+        rules=RuleCriteria(
+            version=model.criteria.version_id,
+            total=round(float(rules.total.iloc[i]), 2),
+            passed=passed,
+            pass_score=model.criteria.pass_score,
+            criteria=criteria,
+        ),
+        disagreement=(passed and tier == "D") or (not passed and tier == "A"),
+        reasons=[ReasonOut(**r.__dict__, text=r.text) for r in why[i]] if why else None,
+        model_version=loaded.version,
+        criteria_version=model.criteria.version_id,
+    )
+
+
+def _check_key(credentials: HTTPAuthorizationCredentials | None, keys: list[SecretStr]) -> None:
+    if credentials is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "missing bearer API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    given = credentials.credentials.encode()
+    # Compare with every key, in constant time, so timing says nothing about which was close.
+    matches = [hmac.compare_digest(given, key.get_secret_value().encode()) for key in keys]
+    if not any(matches):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "API key not valid for this endpoint")
+
+
+def _body_limit(max_bytes: int) -> Callable:
+    async def limit(request: Request, call_next: Callable) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_bytes:
+            return JSONResponse({"detail": f"request body over {max_bytes} bytes"}, status_code=413)
+        return await call_next(request)
+
+    return limit

@@ -1,0 +1,121 @@
+"""Request and response models. The lead model is derived from the dataset spec, not written again.
+
+Every field of a lead is optional (missing data is scored, and shows in the completeness
+criterion); types and numeric ranges come from the spec, and a categorical field's known values are
+listed in the OpenAPI schema without being enforced (an unknown value is scored as unseen).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from models.spec import DatasetSpec, FieldSpec, FieldType
+
+_TEXT_LIMIT = 320  # the longest valid e-mail address; no lead field needs more
+
+
+def lead_model(spec: DatasetSpec, forbid_unknown: bool = True) -> type[BaseModel]:
+    """A pydantic model of one lead, named after the spec, with one optional field per column."""
+    fields: dict[str, Any] = {}
+    if spec.id:
+        fields[spec.id] = (str | None, Field(default=None, max_length=200, description="Lead id."))
+    if spec.timestamp:
+        fields[spec.timestamp] = (
+            datetime | None,
+            Field(default=None, description="When the lead became an MQL (default: now)."),
+        )
+    for name, field in spec.fields.items():
+        fields[name] = _field(field)
+    config = ConfigDict(extra="forbid" if forbid_unknown else "ignore", str_strip_whitespace=True)
+    return create_model(f"Lead_{spec.name.replace('-', '_')}", __config__=config, **fields)
+
+
+def _field(field: FieldSpec) -> tuple[Any, Any]:
+    extra: dict[str, Any] = {}
+    if field.group:
+        extra["x-group"] = field.group
+    if field.is_personal:
+        extra["x-personal"] = True
+    match field.type:
+        case FieldType.numeric:
+            return float | None, Field(
+                default=None,
+                ge=field.min,
+                le=field.max,
+                description=field.description,
+                json_schema_extra=extra,
+            )
+        case FieldType.boolean:
+            return bool | None, Field(
+                default=None, description=field.description, json_schema_extra=extra
+            )
+        case FieldType.categorical if field.values:
+            extra["examples"] = list(field.values)
+            description = (field.description or "") + " Known values: " + ", ".join(field.values)
+            return str | None, Field(
+                default=None,
+                max_length=_TEXT_LIMIT,
+                description=description.strip(),
+                json_schema_extra=extra,
+            )
+        case _:
+            return str | None, Field(
+                default=None,
+                max_length=_TEXT_LIMIT,
+                description=field.description or field.type.value,
+                json_schema_extra=extra,
+            )
+
+
+class CriterionScore(BaseModel):
+    name: str
+    weight: float
+    score: float
+    fired: list[str]
+
+
+class RuleCriteria(BaseModel):
+    version: str
+    total: float = Field(description="0-100")
+    passed: bool
+    pass_score: float
+    criteria: list[CriterionScore]
+
+
+class ReasonOut(BaseModel):
+    field: str
+    value: str
+    direction: str = Field(description="'+' raises acceptance, '-' lowers it")
+    weight: float = Field(description="contribution to the log-odds of acceptance")
+    text: str
+
+
+class LeadScore(BaseModel):
+    lead_id: str | None
+    p_accept: float
+    p_sql: float | None
+    tier: str = Field(description="A (p >= 0.8), B (>= 0.6), C (>= 0.4), D (below)")
+    route: str = Field(description="'sales' or 'nurture'")
+    sla_hours: int | None = Field(description="follow-up SLA for leads routed to sales")
+    rules: RuleCriteria
+    disagreement: bool = Field(description="rules and model point different ways")
+    reasons: list[ReasonOut] | None
+    model_version: str
+    criteria_version: str
+
+
+class ScoreResponse(BaseModel):
+    scores: list[LeadScore]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    status: str
+    model_name: str
+    model_version: str

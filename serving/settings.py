@@ -1,0 +1,49 @@
+"""Settings of the scoring service (one object, env prefix SAL_, built on first use)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from models.uris import absolute_sqlite
+
+
+class ServeSettings(BaseSettings):
+    """Where the champion comes from, who may call, and the request limits."""
+
+    model_config = SettingsConfigDict(env_prefix="SAL_", env_file=".env", extra="ignore")
+
+    tracking_uri: str = "sqlite:///mlflow.db"
+    # The spec the request model is derived from; the champion must have been trained on it.
+    spec_path: Path = Path("data/specs/builtin.yaml")
+    model_name: str = "lead-acceptance"
+    model_alias: str = "champion"
+    # Comma-separated bearer tokens per role; admin keys may also score.
+    score_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    admin_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)
+    max_batch: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=2_000_000, ge=1_000)
+    forbid_unknown_fields: bool = True
+    routing_threshold: float = Field(default=0.5, gt=0, lt=1)
+    sales_sla_hours: int = Field(default=24, ge=1)
+
+    @field_validator("score_keys", "admin_keys", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _absolute_sqlite(cls, uri: str) -> str:
+        return absolute_sqlite(uri)
+
+
+@lru_cache
+def get_settings() -> ServeSettings:
+    return ServeSettings()

@@ -1,0 +1,180 @@
+"""The scoring API through the ASGI app: contract, errors, auth, readiness and no skew."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from models.pyfunc import to_signature_types
+from models.spec import load_spec
+from pipeline.load import load_leads
+from serving.app import create_app, load_champion
+from serving.settings import ServeSettings
+from tests.conftest import ROOT
+
+SCORE_KEY, ADMIN_KEY = "score-key-123", "admin-key-456"
+AUTH = {"Authorization": f"Bearer {SCORE_KEY}"}
+
+
+@pytest.fixture(scope="module")
+def settings(trained) -> ServeSettings:
+    summary, pipeline_settings, _ = trained
+    return ServeSettings(
+        tracking_uri=pipeline_settings.tracking_uri,
+        model_name=summary.model_name,
+        spec_path=ROOT / "data/specs/builtin.yaml",
+        score_keys=[SCORE_KEY],
+        admin_keys=[ADMIN_KEY],
+        max_batch=50,
+    )
+
+
+@pytest.fixture(scope="module")
+def client(settings):
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def leads(builtin_csv) -> list[dict]:
+    spec = load_spec(ROOT / "data/specs/builtin.yaml")
+    frame = to_signature_types(load_leads(builtin_csv, spec).frame.tail(40), spec)
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    for record in records:  # JSON booleans, as a client would send them
+        for name in ("demo_requested", "pricing_requested", "contact_me"):
+            record[name] = None if record[name] in (None, "") else record[name] == "true"
+    return records
+
+
+def test_health_and_ready(client, trained) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["status"] == "ready" and ready["model_version"] == trained[0].model_version
+
+
+def test_score_one_lead(client, leads) -> None:
+    response = client.post("/v1/leads/score", json=leads[0], headers=AUTH)
+    assert response.status_code == 200, response.text
+    (result,) = response.json()["scores"]
+    assert result["lead_id"] == leads[0]["lead_id"] and 0 < result["p_accept"] < 1
+    assert 0 < result["p_sql"] < 1 and result["tier"] in "ABCD"
+    assert result["route"] in ("sales", "nurture")
+    assert (result["sla_hours"] == 24) == (result["route"] == "sales")
+    weights = {c["name"]: c["weight"] for c in result["rules"]["criteria"]}
+    assert weights == {"completeness": 20, "icp_fit": 30, "lead_score": 25, "readiness": 25}
+    assert result["rules"]["total"] == pytest.approx(
+        sum(c["score"] for c in result["rules"]["criteria"]), abs=0.05
+    )
+    assert result["reasons"] is None and result["criteria_version"].startswith("1.0.0+")
+
+
+def test_batch_scores_equal_the_pyfunc(client, leads, settings) -> None:
+    response = client.post("/v1/leads/score", json=leads, headers=AUTH)
+    api = [s["p_accept"] for s in response.json()["scores"]]
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@champion")
+    frame = pd.DataFrame(leads)
+    for name in ("demo_requested", "pricing_requested", "contact_me"):
+        frame[name] = frame[name].map({True: "true", False: "false", None: None})
+    expected = pyfunc.predict(frame)["p_accept"].round(6).tolist()
+    assert api == pytest.approx(expected, abs=1e-6)
+
+
+def test_reasons_name_the_leads_own_fields(client, leads, builtin_spec) -> None:
+    response = client.post("/v1/leads/score?reasons=true", json=leads[:5], headers=AUTH)
+    known = set(builtin_spec.fields) | {"mql_weekday", "mql_days_to_month_end"}
+    for result in response.json()["scores"]:
+        assert result["reasons"], "every lead gets reasons"
+        for reason in result["reasons"]:
+            assert reason["field"] in known and reason["direction"] in "+-"
+            assert reason["text"].startswith(reason["field"].replace("_", " "))
+        ups = [r for r in result["reasons"] if r["direction"] == "+"]
+        assert all(r["weight"] > 0 for r in ups)
+
+
+def test_unknown_category_and_missing_fields_are_scored(client) -> None:
+    response = client.post("/v1/leads/score", json={"industry": "space_mining"}, headers=AUTH)
+    assert response.status_code == 200
+    (result,) = response.json()["scores"]
+    completeness = result["rules"]["criteria"][0]
+    # one of five firmographic fields given: 1/5 of that rule's 3 points, out of 11, x 20
+    assert completeness["name"] == "completeness"
+    assert completeness["score"] == pytest.approx(20 * (3 / 5) / 11, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"web_visits": "many"}, "web_visits"),
+        ({"lead_score": 250}, "lead_score"),
+        ({"web_visits": -1}, "web_visits"),
+        ({"demo_requested": "perhaps"}, "demo_requested"),
+        ({"favourite_colour": "blue"}, "favourite_colour"),
+        ({"mql_at": "last tuesday"}, "mql_at"),
+    ],
+)
+def test_bad_input_is_a_422_naming_the_field(client, body, field) -> None:
+    response = client.post("/v1/leads/score", json=body, headers=AUTH)
+    assert response.status_code == 422
+    assert any(field in map(str, error["loc"]) for error in response.json()["detail"])
+
+
+def test_malformed_json_is_a_422(client) -> None:
+    response = client.post(
+        "/v1/leads/score",
+        content=b'{"industry": ',
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+
+
+def test_oversize_batch_is_a_413(client, leads) -> None:
+    response = client.post("/v1/leads/score", json=[leads[0]] * 51, headers=AUTH)
+    assert response.status_code == 413 and "maximum is 50" in response.json()["detail"]
+
+
+def test_oversize_body_is_a_413(client) -> None:
+    response = client.post(
+        "/v1/leads/score",
+        content=b"[" + b"{}," * 1_000_000 + b"{}]",
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+
+
+@pytest.mark.parametrize(("headers", "code"), [({}, 401), ({"Authorization": "Bearer nope"}, 403)])
+def test_scoring_needs_a_key(client, headers, code) -> None:
+    assert client.post("/v1/leads/score", json={}, headers=headers).status_code == code
+
+
+def test_admin_key_may_score(client) -> None:
+    response = client.post(
+        "/v1/leads/score", json={}, headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+    )
+    assert response.status_code == 200
+
+
+def test_no_model_means_503_not_500(settings) -> None:
+    def broken(_settings):
+        raise RuntimeError("registry unreachable")
+
+    with TestClient(create_app(settings, loader=broken)) as client:
+        assert client.get("/health").status_code == 200
+        ready = client.get("/ready")
+        assert ready.status_code == 503 and "registry unreachable" in ready.json()["detail"]
+        assert client.post("/v1/leads/score", json={}, headers=AUTH).status_code == 503
+
+
+def test_openapi_request_model_comes_from_the_spec(client, builtin_spec) -> None:
+    schema = client.get("/openapi.json").json()
+    (lead,) = [s for name, s in schema["components"]["schemas"].items() if name.startswith("Lead_")]
+    assert set(lead["properties"]) == {"lead_id", "mql_at", *builtin_spec.fields}
+    assert "software" in lead["properties"]["industry"]["description"]
+    assert lead["properties"]["lead_score"]["anyOf"][0]["maximum"] == 100
+
+
+def test_champion_loader_reads_the_registry(settings, trained) -> None:
+    loaded = load_champion(settings)
+    assert loaded.version == trained[0].model_version and loaded.routing_threshold == 0.5

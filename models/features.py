@@ -228,3 +228,35 @@ _PARSERS = {
     FieldType.email: _parse_email,
     FieldType.phone: _parse_phone,
 }
+
+
+# Stand-ins that normalise to the same derived value as the personal value they replace.
+_PLACEHOLDERS = {
+    FieldType.email: {
+        "corporate": "redacted@redacted-company.com",
+        "free": "redacted@gmail.com",
+        "education": "redacted@school.edu",
+        "invalid": "redacted",
+    },
+    FieldType.phone: {"valid": "0000000001", "invalid": "000"},
+}
+
+
+def redact_personal(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """`frame` with each personal value replaced by a stand-in carrying only what the model uses.
+
+    The result can be stored (scoring log, input examples) and scored again with identical
+    features: an e-mail keeps its domain kind, a phone its validity, a name its presence.
+    """
+    redacted = frame.copy()
+    for name in spec.personal_fields:
+        if name not in redacted:
+            continue
+        field = spec.fields[name]
+        parsed = parse_field(redacted[name], field, spec.missing_markers(name))
+        if field.type in _PLACEHOLDERS:
+            stand_in = parsed.values.map(_PLACEHOLDERS[field.type])
+        else:
+            stand_in = pd.Series("redacted", index=redacted.index)
+        redacted[name] = stand_in.astype(object).where(~parsed.missing, None)
+    return redacted

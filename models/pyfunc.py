@@ -15,6 +15,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
 
 from models.acceptance import AcceptanceModel
+from models.features import redact_personal
 from models.spec import DatasetSpec, FieldType
 
 ARTIFACT_KEY = "acceptance_model"
@@ -82,15 +83,5 @@ def to_signature_types(leads: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
 
 
 def input_example(leads: pd.DataFrame, spec: DatasetSpec, rows: int = 3) -> pd.DataFrame:
-    """A few leads typed as the signature says, personal values replaced by placeholders."""
-    example = to_signature_types(leads.head(rows), spec)
-    for name in spec.personal_fields:
-        example[name] = _placeholder(spec.fields[name].type)
-    return example
-
-
-def _placeholder(field_type: FieldType) -> str:
-    return {
-        FieldType.email: "someone@example-company.com",
-        FieldType.phone: "+1 555 010 0000",
-    }.get(field_type, "redacted")
+    """A few leads typed as the signature says, personal values replaced by stand-ins."""
+    return redact_personal(to_signature_types(leads.head(rows), spec), spec)

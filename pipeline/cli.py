@@ -77,12 +77,25 @@ def train(
     rejects: Path = typer.Option(
         None, help="Where to write rejected rows [default: data/rejects/]."
     ),
+    from_log: str = typer.Option(
+        None,
+        "--from-log",
+        help="Train on the service's scoring log joined with outcomes at this database URL "
+        "(e.g. sqlite:///sal.db), with features as they were when scored.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (for scripts)."),
 ) -> None:
     """Train on a leads file, evaluate against the rules, log to MLflow, register, gate champion."""
     from pipeline.run import TrainInputs, summary_json, train_from_file
 
     settings = get_settings()
+    if from_log is not None:
+        from models.spec import load_spec
+        from pipeline.ingest import export_scoring_log
+
+        spec = spec or settings.builtin_spec
+        data = export_scoring_log(from_log, load_spec(spec), settings.data_dir / "from-log")
+        typer.echo(f"training set from the scoring log written to {data}", err=True)
     if data is None:
         data = settings.builtin_data
         spec = spec or settings.builtin_spec

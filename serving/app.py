@@ -16,25 +16,29 @@ from typing import Annotated
 import mlflow
 import pandas as pd
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from mlflow import MlflowClient
 from pydantic import BaseModel, SecretStr
 
+from models import store
 from models.acceptance import AcceptanceModel
 from models.criteria import CriteriaScores
 from models.explain import Reason, explain
-from models.features import normalize
-from models.spec import load_spec
+from models.features import normalize, redact_personal
+from models.spec import DatasetSpec, load_spec
 from serving.schemas import (
     CriterionScore,
     Health,
     LeadScore,
     Ready,
     ReasonOut,
+    Recorded,
     RuleCriteria,
     ScoreResponse,
     lead_model,
+    outcome_model,
 )
 from serving.settings import ServeSettings
 
@@ -74,6 +78,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.loaded = None
+        app.state.engine = store.connect(settings.database_url)
         try:
             app.state.loaded = loader(settings)
             log.info("serving %s v%s", app.state.loaded.name, app.state.loaded.version)
@@ -81,6 +86,7 @@ def create_app(
             app.state.load_error = str(exc).splitlines()[0]
             log.error("no model loaded: %s", app.state.load_error)
         yield
+        app.state.engine.dispose()
 
     app = FastAPI(
         title="Lead acceptance predictor",
@@ -95,6 +101,11 @@ def create_app(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
         _check_key(credentials, [*settings.score_keys, *settings.admin_keys])
+
+    def require_admin(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        _check_key(credentials, settings.admin_keys)
 
     def current_model(request: Request) -> LoadedModel:
         loaded = request.app.state.loaded
@@ -135,9 +146,85 @@ def create_app(
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
                 f"{len(batch)} leads in one request; the maximum is {settings.max_batch}",
             )
-        return ScoreResponse(scores=score_leads(loaded, batch, reasons, settings))
+        scores = score_leads(loaded, batch, reasons, settings)
+        store.log_scores(app.state.engine, _log_rows(loaded, batch, scores))
+        return ScoreResponse(scores=scores)
+
+    outcome = outcome_model(lead)
+
+    @app.post(
+        "/v1/outcomes",
+        response_model=Recorded,
+        tags=["outcomes"],
+        dependencies=[Depends(require_admin)],
+    )
+    def record_outcomes(
+        body: Annotated[outcome | list[outcome], Body(description="one outcome, or a list")],
+    ) -> Recorded:
+        """Record sales' decisions by lead id (idempotent: the same call twice, the same state).
+
+        The lead must have been scored here, or the outcome must carry its features in `lead`.
+        """
+        batch = body if isinstance(body, list) else [body]
+        if len(batch) > settings.max_batch:
+            raise HTTPException(
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                f"at most {settings.max_batch} outcomes per request",
+            )
+        _require_known_leads(app.state.engine, batch)
+        unscored = [o for o in batch if o.lead is not None]
+        store.log_scores(
+            app.state.engine, [_feature_row(spec, o.lead_id, o.lead) for o in unscored]
+        )
+        store.record_outcomes(
+            app.state.engine, [o.model_dump(exclude={"lead"}, exclude_unset=True) for o in batch]
+        )
+        return Recorded(recorded=len(batch))
 
     return app
+
+
+def _require_known_leads(engine, batch: list) -> None:
+    without_features = [o.lead_id for o in batch if o.lead is None]
+    known = store.scored_lead_ids(engine, without_features) if without_features else set()
+    errors = [
+        {
+            "type": "unknown_lead",
+            "loc": ["body", i, "lead_id"],
+            "msg": f"lead {o.lead_id!r} was never scored here; send its features in 'lead'",
+            "input": o.lead_id,
+        }
+        for i, o in enumerate(batch)
+        if o.lead is None and o.lead_id not in known
+    ]
+    if errors:
+        raise RequestValidationError(errors)
+
+
+def _log_rows(loaded: LoadedModel, leads: list[BaseModel], scores: list[LeadScore]) -> list[dict]:
+    """Scoring-log rows: the features as scored (personal values reduced), and the result."""
+    spec = loaded.model.spec
+    rows = []
+    for lead, score in zip(leads, scores, strict=True):
+        row = _feature_row(spec, score.lead_id or "", lead)
+        row.update(
+            model_name=loaded.name,
+            model_version=loaded.version,
+            criteria_version=score.criteria_version,
+            p_accept=score.p_accept,
+            p_sql=score.p_sql,
+            tier=score.tier,
+            route=score.route,
+            rule_score=score.rules.total,
+        )
+        rows.append(row)
+    return rows
+
+
+def _feature_row(spec: DatasetSpec, lead_id: str, lead: BaseModel) -> dict:
+    frame = redact_personal(pd.DataFrame([lead.model_dump(mode="json")]), spec)
+    features = frame.astype(object).where(frame.notna(), None).iloc[0].to_dict()
+    return {"lead_id": lead_id, "scored_at": datetime.now(UTC), "features": features}
 
 
 def score_leads(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from models.spec import DatasetSpec, FieldSpec, FieldType
 
@@ -68,6 +68,40 @@ def _field(field: FieldSpec) -> tuple[Any, Any]:
                 description=field.description or field.type.value,
                 json_schema_extra=extra,
             )
+
+
+class OutcomeBase(BaseModel):
+    """Sales' decision on one lead (send it again later with `sql` once that is known)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    lead_id: str = Field(min_length=1, max_length=200)
+    accepted: bool
+    rejection_reason: str | None = Field(default=None, max_length=200)
+    decided_at: datetime | None = None
+    sql: bool | None = Field(default=None, description="became a sales-qualified lead")
+    sql_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OutcomeBase:
+        if self.sql and not self.accepted:
+            raise ValueError("a rejected lead cannot become an SQL (sql is true, accepted false)")
+        if self.rejection_reason and self.accepted:
+            raise ValueError("rejection_reason is only for rejected leads")
+        return self
+
+
+def outcome_model(lead: type[BaseModel]) -> type[BaseModel]:
+    """The outcome body: a decision, plus the lead's features when it was never scored here."""
+    return create_model(
+        "Outcome",
+        __base__=OutcomeBase,
+        lead=(lead | None, Field(default=None, description="features, if the lead was not scored")),
+    )
+
+
+class Recorded(BaseModel):
+    recorded: int
 
 
 class CriterionScore(BaseModel):

@@ -20,6 +20,9 @@ class ServeSettings(BaseSettings):
     tracking_uri: str = "sqlite:///mlflow.db"
     # The spec the request model is derived from; the champion must have been trained on it.
     spec_path: Path = Path("data/specs/builtin.yaml")
+    # The service's own tables (scoring log, outcomes): a SQLite file by default, or PostgreSQL,
+    # e.g. postgresql+psycopg://user@host:5432/leads
+    database_url: str = "sqlite:///sal.db"
     model_name: str = "lead-acceptance"
     model_alias: str = "champion"
     # Comma-separated bearer tokens per role; admin keys may also score.
@@ -38,7 +41,7 @@ class ServeSettings(BaseSettings):
             return [k.strip() for k in value.split(",") if k.strip()]
         return value
 
-    @field_validator("tracking_uri")
+    @field_validator("tracking_uri", "database_url")
     @classmethod
     def _absolute_sqlite(cls, uri: str) -> str:
         return absolute_sqlite(uri)

@@ -116,3 +116,51 @@ def trained(builtin_csv: Path, tmp_path_factory: pytest.TempPathFactory):
     )
     summary = train_from_file(inputs, settings)
     return summary, settings, store
+
+
+SCORE_KEY, ADMIN_KEY = "score-key-123", "admin-key-456"
+AUTH = {"Authorization": f"Bearer {SCORE_KEY}"}
+
+
+@pytest.fixture(scope="session")
+def serve_settings(trained, tmp_path_factory: pytest.TempPathFactory):
+    """Service settings on the session's registered model, with a throw-away database."""
+    from serving.settings import ServeSettings
+
+    summary, pipeline_settings, _ = trained
+    database = tmp_path_factory.mktemp("service") / "sal.db"
+    return ServeSettings(
+        tracking_uri=pipeline_settings.tracking_uri,
+        database_url=f"sqlite:///{database}",
+        model_name=summary.model_name,
+        spec_path=ROOT / "data/specs/builtin.yaml",
+        score_keys=[SCORE_KEY],
+        admin_keys=[ADMIN_KEY],
+        max_batch=50,
+    )
+
+
+@pytest.fixture(scope="session")
+def client(serve_settings):
+    """The app through its ASGI interface, champion loaded."""
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+
+    with TestClient(create_app(serve_settings)) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def leads(builtin_csv) -> list[dict]:
+    """Recent built-in leads as JSON request bodies."""
+    from models.pyfunc import to_signature_types
+    from pipeline.load import load_leads
+
+    spec = load_spec(ROOT / "data/specs/builtin.yaml")
+    frame = to_signature_types(load_leads(builtin_csv, spec).frame.tail(40), spec)
+    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
+    for record in records:  # JSON booleans, as a client would send them
+        for name in ("demo_requested", "pricing_requested", "contact_me"):
+            record[name] = None if record[name] in (None, "") else record[name] == "true"
+    return records

@@ -72,3 +72,31 @@ def test_training_tracks_and_registers_in_postgres(
     assert str(version.version) == summary.model_version
     model = mlflow.pyfunc.load_model(f"models:/{summary.model_name}@champion")
     assert model.metadata.get_input_schema().input_names()[0] == "lead_id"
+
+
+def test_service_store_on_postgres(postgres_database, serve_settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from models import store
+    from models.spec import load_spec
+    from serving.app import create_app
+    from tests.conftest import ADMIN_KEY, AUTH
+
+    settings = serve_settings.model_copy(update={"database_url": postgres_database})
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with TestClient(create_app(settings)) as client:
+        scored = client.post(
+            "/v1/leads/score", json={"lead_id": "PG-1", "web_visits": 2}, headers=AUTH
+        )
+        assert scored.status_code == 200
+        outcome = {"lead_id": "PG-1", "accepted": True}
+        for _ in range(2):  # idempotent on PostgreSQL's upsert too
+            assert client.post("/v1/outcomes", json=outcome, headers=admin).status_code == 200
+        sql = {"lead_id": "PG-1", "accepted": True, "sql": False}
+        assert client.post("/v1/outcomes", json=sql, headers=admin).status_code == 200
+    engine = store.connect(postgres_database)
+    frame = store.training_frame(engine, load_spec(ROOT / "data/specs/builtin.yaml"))
+    engine.dispose()
+    (row,) = frame.to_dict("records")
+    assert (row["lead_id"], row["sal_status"], row["sql_status"]) == ("PG-1", "accepted", "no")
+    assert row["web_visits"] == "2.0"

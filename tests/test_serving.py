@@ -7,45 +7,8 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from models.pyfunc import to_signature_types
-from models.spec import load_spec
-from pipeline.load import load_leads
 from serving.app import create_app, load_champion
-from serving.settings import ServeSettings
-from tests.conftest import ROOT
-
-SCORE_KEY, ADMIN_KEY = "score-key-123", "admin-key-456"
-AUTH = {"Authorization": f"Bearer {SCORE_KEY}"}
-
-
-@pytest.fixture(scope="module")
-def settings(trained) -> ServeSettings:
-    summary, pipeline_settings, _ = trained
-    return ServeSettings(
-        tracking_uri=pipeline_settings.tracking_uri,
-        model_name=summary.model_name,
-        spec_path=ROOT / "data/specs/builtin.yaml",
-        score_keys=[SCORE_KEY],
-        admin_keys=[ADMIN_KEY],
-        max_batch=50,
-    )
-
-
-@pytest.fixture(scope="module")
-def client(settings):
-    with TestClient(create_app(settings)) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def leads(builtin_csv) -> list[dict]:
-    spec = load_spec(ROOT / "data/specs/builtin.yaml")
-    frame = to_signature_types(load_leads(builtin_csv, spec).frame.tail(40), spec)
-    records = frame.astype(object).where(frame.notna(), None).to_dict("records")
-    for record in records:  # JSON booleans, as a client would send them
-        for name in ("demo_requested", "pricing_requested", "contact_me"):
-            record[name] = None if record[name] in (None, "") else record[name] == "true"
-    return records
+from tests.conftest import ADMIN_KEY, AUTH
 
 
 def test_health_and_ready(client, trained) -> None:
@@ -70,11 +33,11 @@ def test_score_one_lead(client, leads) -> None:
     assert result["reasons"] is None and result["criteria_version"].startswith("1.0.0+")
 
 
-def test_batch_scores_equal_the_pyfunc(client, leads, settings) -> None:
+def test_batch_scores_equal_the_pyfunc(client, leads, serve_settings) -> None:
     response = client.post("/v1/leads/score", json=leads, headers=AUTH)
     api = [s["p_accept"] for s in response.json()["scores"]]
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@champion")
+    mlflow.set_tracking_uri(serve_settings.tracking_uri)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{serve_settings.model_name}@champion")
     frame = pd.DataFrame(leads)
     for name in ("demo_requested", "pricing_requested", "contact_me"):
         frame[name] = frame[name].map({True: "true", False: "false", None: None})
@@ -156,11 +119,11 @@ def test_admin_key_may_score(client) -> None:
     assert response.status_code == 200
 
 
-def test_no_model_means_503_not_500(settings) -> None:
+def test_no_model_means_503_not_500(serve_settings) -> None:
     def broken(_settings):
         raise RuntimeError("registry unreachable")
 
-    with TestClient(create_app(settings, loader=broken)) as client:
+    with TestClient(create_app(serve_settings, loader=broken)) as client:
         assert client.get("/health").status_code == 200
         ready = client.get("/ready")
         assert ready.status_code == 503 and "registry unreachable" in ready.json()["detail"]
@@ -175,6 +138,6 @@ def test_openapi_request_model_comes_from_the_spec(client, builtin_spec) -> None
     assert lead["properties"]["lead_score"]["anyOf"][0]["maximum"] == 100
 
 
-def test_champion_loader_reads_the_registry(settings, trained) -> None:
-    loaded = load_champion(settings)
+def test_champion_loader_reads_the_registry(serve_settings, trained) -> None:
+    loaded = load_champion(serve_settings)
     assert loaded.version == trained[0].model_version and loaded.routing_threshold == 0.5

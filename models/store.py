@@ -1,0 +1,176 @@
+"""The scoring log and the outcome store (SQLAlchemy: SQLite by default, PostgreSQL by URL).
+
+Shared by serving (which writes both) and training (which reads them back as a training set with
+the features *as they were at scoring time*, so nothing recorded after the decision leaks in).
+Personal fields are stored only as what the model uses (see `models.features.redact_personal`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from models.spec import DatasetSpec
+
+metadata = MetaData()
+
+scoring_log = Table(
+    "scoring_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("lead_id", String(200), index=True, nullable=False),
+    Column("scored_at", DateTime(timezone=True), nullable=False),
+    Column("model_name", String(200)),
+    Column("model_version", String(50)),
+    Column("criteria_version", String(100)),
+    Column("features", JSON, nullable=False),
+    Column("p_accept", Float),
+    Column("p_sql", Float),
+    Column("tier", String(1)),
+    Column("route", String(20)),
+    Column("rule_score", Float),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("lead_id", String(200), primary_key=True),
+    Column("accepted", Boolean, nullable=False),
+    Column("rejection_reason", String(200)),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("sql", Boolean),
+    Column("sql_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def connect(url: str) -> Engine:
+    """An engine with the tables created (idempotent); SQLite files get their folder made."""
+    engine = create_engine(url, pool_pre_ping=True)
+    metadata.create_all(engine)
+    return engine
+
+
+def log_scores(engine: Engine, rows: Iterable[dict[str, Any]]) -> None:
+    """Append scored leads; committed before returning, so an answered request is on disk."""
+    rows = list(rows)
+    if rows:
+        with engine.begin() as connection:
+            connection.execute(scoring_log.insert(), rows)
+
+
+def scored_lead_ids(engine: Engine, lead_ids: list[str]) -> set[str]:
+    with engine.connect() as connection:
+        query = select(scoring_log.c.lead_id).where(scoring_log.c.lead_id.in_(lead_ids))
+        return {row[0] for row in connection.execute(query)}
+
+
+def record_outcomes(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """Insert or update outcomes by lead id: repeating a write leaves the same state."""
+    if not rows:
+        return
+    now = datetime.now(UTC)
+    rows = [{**row, "updated_at": now} for row in rows]
+    insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+    with engine.begin() as connection:
+        for row in rows:
+            # Only the fields a call sends are updated: a later SQL outcome keeps the acceptance.
+            statement = insert(outcomes).values(**row)
+            updates = {k: statement.excluded[k] for k in row if k != "lead_id"}
+            connection.execute(
+                statement.on_conflict_do_update(index_elements=["lead_id"], set_=updates)
+            )
+
+
+def training_frame(engine: Engine, spec: DatasetSpec) -> pd.DataFrame:
+    """Leads joined with their outcomes, shaped like a file the spec describes (all text).
+
+    Point in time: a lead's features are those of its last scoring at or before the decision
+    (or, with no decision time given, before the outcome was recorded); a re-score after the
+    decision never leaks into training. Leads without an outcome are undecided, not rejected.
+    """
+    with engine.connect() as connection:
+        log = pd.DataFrame(
+            connection.execute(
+                select(
+                    scoring_log.c.id,
+                    scoring_log.c.lead_id,
+                    scoring_log.c.scored_at,
+                    scoring_log.c.features,
+                )
+            )
+            .mappings()
+            .all()
+        )
+        decided = pd.DataFrame(connection.execute(select(outcomes)).mappings().all())
+    if log.empty:
+        return pd.DataFrame(columns=spec.required_columns)
+    if decided.empty:
+        decided = pd.DataFrame(columns=[c.name for c in outcomes.columns])
+    merged = log.merge(decided, on="lead_id", how="left")
+    cutoff = pd.to_datetime(merged["decided_at"].fillna(merged["updated_at"]), utc=True)
+    scored = pd.to_datetime(merged["scored_at"], utc=True)
+    before = merged[cutoff.isna() | (scored <= cutoff)]
+    # A lead scored only after its decision keeps its first score: the best we have.
+    chosen = before.groupby("lead_id")["id"].max()
+    first = merged.groupby("lead_id")["id"].min()
+    ids = chosen.reindex(first.index).fillna(first)
+    rows = merged.set_index("id").loc[ids.astype(int).sort_values()]
+    return pd.DataFrame(
+        [_as_file_row(record, spec) for record in rows.reset_index().to_dict("records")]
+    )
+
+
+def _as_file_row(record: Any, spec: DatasetSpec) -> dict[str, str]:
+    features = dict(record["features"])
+    row = {name: _text(features.get(name)) for name in spec.fields}
+    if spec.id:
+        row[spec.id] = record["lead_id"]
+    if spec.timestamp:
+        row[spec.timestamp] = _text(features.get(spec.timestamp) or record["scored_at"])
+    accepted_label, sql_label = spec.labels.accepted, spec.labels.sql
+    accepted = None if pd.isna(record["accepted"]) else bool(record["accepted"])
+    row[accepted_label.column] = (
+        accepted_label.undecided[0]
+        if accepted is None
+        else accepted_label.positive[0]
+        if accepted
+        else accepted_label.negative[0]
+    )
+    if sql_label is not None:
+        sql = None if pd.isna(record["sql"]) else bool(record["sql"])
+        row[sql_label.column] = (
+            sql_label.undecided[0]
+            if sql is None
+            else sql_label.positive[0]
+            if sql
+            else sql_label.negative[0]
+        )
+    return row
+
+
+def _text(value: object) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)) or value is pd.NaT:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

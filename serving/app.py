@@ -5,29 +5,27 @@ Built by `create_app(settings)`; the champion is loaded in the lifespan, so the 
 model is derived from the dataset spec the service is configured with.
 """
 
+import asyncio
 import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
-import mlflow
 import pandas as pd
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from mlflow import MlflowClient
 from pydantic import BaseModel, SecretStr
 
 from models import store
-from models.acceptance import AcceptanceModel
 from models.criteria import CriteriaScores
 from models.explain import Reason, explain
 from models.features import normalize, redact_personal
 from models.spec import DatasetSpec, load_spec
+from serving.reload import LoadedModel, ModelHolder
 from serving.schemas import (
     CriterionScore,
     Health,
@@ -35,6 +33,7 @@ from serving.schemas import (
     Ready,
     ReasonOut,
     Recorded,
+    Reloaded,
     RuleCriteria,
     ScoreResponse,
     lead_model,
@@ -47,45 +46,23 @@ log = logging.getLogger(__name__)
 TIERS = (("A", 0.8), ("B", 0.6), ("C", 0.4), ("D", 0.0))
 
 
-@dataclass(frozen=True)
-class LoadedModel:
-    model: AcceptanceModel
-    name: str
-    version: str
-    routing_threshold: float
-
-
-def load_champion(settings: ServeSettings) -> LoadedModel:
-    """The model the registry's alias points at, with its routing threshold (version tag)."""
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    version = MlflowClient().get_model_version_by_alias(settings.model_name, settings.model_alias)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
-    threshold = float(version.tags.get("routing_threshold", settings.routing_threshold))
-    return LoadedModel(
-        model=pyfunc.unwrap_python_model().model,
-        name=settings.model_name,
-        version=str(version.version),
-        routing_threshold=threshold,
-    )
-
-
-def create_app(
-    settings: ServeSettings, loader: Callable[[ServeSettings], LoadedModel] = load_champion
-) -> FastAPI:
+def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> FastAPI:
+    """The service; `holder` (the served model and its reload) is built from settings if absent."""
     spec = load_spec(settings.spec_path)
     lead = lead_model(spec, settings.forbid_unknown_fields)
 
+    models = holder or ModelHolder(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.loaded = None
         app.state.engine = store.connect(settings.database_url)
-        try:
-            app.state.loaded = loader(settings)
-            log.info("serving %s v%s", app.state.loaded.name, app.state.loaded.version)
-        except Exception as exc:
-            app.state.load_error = str(exc).splitlines()[0]
-            log.error("no model loaded: %s", app.state.load_error)
+        await asyncio.to_thread(models.reload, True)
+        watcher = None
+        if settings.reload_seconds > 0:
+            watcher = asyncio.create_task(models.watch(settings.reload_seconds))
         yield
+        if watcher is not None:
+            watcher.cancel()
         app.state.engine.dispose()
 
     app = FastAPI(
@@ -107,10 +84,10 @@ def create_app(
     ) -> None:
         _check_key(credentials, settings.admin_keys)
 
-    def current_model(request: Request) -> LoadedModel:
-        loaded = request.app.state.loaded
+    def current_model() -> LoadedModel:
+        loaded = models.loaded  # one reference for the whole request, whatever a reload does
         if loaded is None:
-            reason = getattr(request.app.state, "load_error", "loading")
+            reason = models.error or "loading"
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model loaded: {reason}")
         return loaded
 
@@ -149,6 +126,18 @@ def create_app(
         scores = score_leads(loaded, batch, reasons, settings)
         store.log_scores(app.state.engine, _log_rows(loaded, batch, scores))
         return ScoreResponse(scores=scores)
+
+    @app.post(
+        "/v1/admin/reload",
+        response_model=Reloaded,
+        tags=["admin"],
+        dependencies=[Depends(require_admin)],
+    )
+    def reload_model() -> Reloaded:
+        """Load the registry's current champion now (the service also polls for it)."""
+        changed = models.reload()
+        version = models.loaded.version if models.loaded else None
+        return Reloaded(model_version=version, changed=changed, error=models.error)
 
     outcome = outcome_model(lead)
 

@@ -100,6 +100,12 @@ def outcome_model(lead: type[BaseModel]) -> type[BaseModel]:
     )
 
 
+class Reloaded(BaseModel):
+    model_version: str | None
+    changed: bool
+    error: str | None = Field(description="why the last load failed (the old model still serves)")
+
+
 class Recorded(BaseModel):
     recorded: int
 

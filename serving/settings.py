@@ -33,6 +33,8 @@ class ServeSettings(BaseSettings):
     forbid_unknown_fields: bool = True
     routing_threshold: float = Field(default=0.5, gt=0, lt=1)
     sales_sla_hours: int = Field(default=24, ge=1)
+    # How often to check whether the champion alias moved (0: only on POST /v1/admin/reload).
+    reload_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator("score_keys", "admin_keys", mode="before")
     @classmethod

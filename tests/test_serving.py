@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from serving.app import create_app, load_champion
+from serving.app import create_app
+from serving.reload import ModelHolder, load_champion
 from tests.conftest import ADMIN_KEY, AUTH
 
 
@@ -123,7 +124,8 @@ def test_no_model_means_503_not_500(serve_settings) -> None:
     def broken(_settings):
         raise RuntimeError("registry unreachable")
 
-    with TestClient(create_app(serve_settings, loader=broken)) as client:
+    holder = ModelHolder(serve_settings, loader=broken, version_of=broken)
+    with TestClient(create_app(serve_settings, holder)) as client:
         assert client.get("/health").status_code == 200
         ready = client.get("/ready")
         assert ready.status_code == 503 and "registry unreachable" in ready.json()["detail"]

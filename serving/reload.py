@@ -1,0 +1,102 @@
+"""The served model and its hot reload: poll the registry alias, swap atomically, keep serving.
+
+Requests take a reference to the current LoadedModel when they start, so a swap never changes the
+model under a request in flight; a failed load leaves the old model serving and records the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import mlflow
+from mlflow import MlflowClient
+
+from models.acceptance import AcceptanceModel
+from serving.settings import ServeSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: AcceptanceModel
+    name: str
+    version: str
+    routing_threshold: float
+
+
+def champion_version(settings: ServeSettings) -> str:
+    """The version the alias points at now (cheap: one registry call, no artifact download)."""
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    return str(client.get_model_version_by_alias(settings.model_name, settings.model_alias).version)
+
+
+def load_champion(settings: ServeSettings) -> LoadedModel:
+    """The model the registry's alias points at, with its routing threshold (version tag)."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri)
+    version = client.get_model_version_by_alias(settings.model_name, settings.model_alias)
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
+    threshold = float(version.tags.get("routing_threshold", settings.routing_threshold))
+    return LoadedModel(
+        model=pyfunc.unwrap_python_model().model,
+        name=settings.model_name,
+        version=str(version.version),
+        routing_threshold=threshold,
+    )
+
+
+class ModelHolder:
+    """The currently served model, replaced as a whole (one reference assignment) on reload."""
+
+    def __init__(
+        self,
+        settings: ServeSettings,
+        loader: Callable[[ServeSettings], LoadedModel] = load_champion,
+        version_of: Callable[[ServeSettings], str] = champion_version,
+    ) -> None:
+        self.settings = settings
+        self.loaded: LoadedModel | None = None
+        self.error: str | None = None
+        self._loader = loader
+        self._version_of = version_of
+        self._lock = threading.Lock()  # one load at a time; scoring never waits on it
+
+    def reload(self, force: bool = False) -> bool:
+        """Load the alias's version if it moved (or `force`); True when the model changed."""
+        with self._lock:
+            try:
+                unchanged = (
+                    not force
+                    and self.loaded is not None
+                    and (self._version_of(self.settings) == self.loaded.version)
+                )
+                if unchanged:
+                    return False
+                fresh = self._loader(self.settings)
+            except Exception as exc:  # any failure: keep serving what we have, and say why
+                self.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                log.error(
+                    "model load failed, still serving %s: %s",
+                    self.loaded.version if self.loaded else "nothing",
+                    self.error,
+                )
+                return False
+            previous, self.loaded, self.error = self.loaded, fresh, None
+            log.info(
+                "now serving %s v%s (was %s)",
+                fresh.name,
+                fresh.version,
+                previous.version if previous else "none",
+            )
+            return True
+
+    async def watch(self, interval: float) -> None:
+        """Poll the registry every `interval` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            await asyncio.to_thread(self.reload)

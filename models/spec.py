@@ -210,10 +210,14 @@ class DatasetSpec(_Strict):
         return labels + ([self.labels.sql.column] if self.labels.sql else [])
 
     @property
+    def lead_columns(self) -> list[str]:
+        """What describes a lead: id and timestamp (when declared) and the fields."""
+        return [c for c in (self.id, self.timestamp) if c] + list(self.fields)
+
+    @property
     def required_columns(self) -> list[str]:
-        """Columns a file must have: id and timestamp (when declared), fields and the labels."""
-        roles = [c for c in (self.id, self.timestamp) if c]
-        return roles + list(self.fields) + self.label_columns
+        """Columns a training file must have: the lead columns and the labels."""
+        return self.lead_columns + self.label_columns
 
     @property
     def personal_fields(self) -> list[str]:

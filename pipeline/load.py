@@ -67,14 +67,21 @@ class Leads:
     report: LoadReport
 
 
-def load_leads(path: str | Path, spec: DatasetSpec, rejects_path: Path | None = None) -> Leads:
-    """Read `path` (CSV, CSV.gz or Parquet), validate every row, and keep the rows that pass."""
+def load_leads(
+    path: str | Path, spec: DatasetSpec, rejects_path: Path | None = None, labelled: bool = True
+) -> Leads:
+    """Read `path` (CSV, CSV.gz or Parquet), validate every row, and keep the rows that pass.
+
+    `labelled=False` reads leads to score: the label columns are then not required (if present
+    they are not validated either).
+    """
     path = Path(path)
     if not path.is_file():
         raise LoadError(f"{path}: no such file")
+    required = spec.required_columns if labelled else spec.lead_columns
     raw, bad_lines = _read(path, spec)
-    _check_columns(path, raw, spec)
-    errors = pd.concat([bad_lines, *_row_errors(raw, spec)], ignore_index=True)
+    _check_columns(path, raw, spec, required)
+    errors = pd.concat([bad_lines, *_row_errors(raw, spec, labelled)], ignore_index=True)
     errors = _with_lead_ids(errors, raw, spec)
     rows_read = len(raw) + len(bad_lines)
     rejected_rows = errors.loc[errors["row"].notna(), "row"].astype(int).unique()
@@ -85,7 +92,7 @@ def load_leads(path: str | Path, spec: DatasetSpec, rejects_path: Path | None = 
         rows_read=rows_read,
         rows_rejected=rows_rejected,
         errors=errors,
-        warnings=_warnings(raw, spec),
+        warnings=_warnings(raw, spec, labelled),
         ignored_columns=[
             c for c in raw.columns if c not in spec.required_columns + list(spec.exclude)
         ],
@@ -105,7 +112,7 @@ def load_leads(path: str | Path, spec: DatasetSpec, rejects_path: Path | None = 
             report.rejects_path or "the load report",
         )
     # Only the columns the spec uses travel on: at a million rows the rest is most of the memory.
-    kept = raw.drop(index=rejected_rows - 1)[spec.required_columns]
+    kept = raw.drop(index=rejected_rows - 1)[required]
     return Leads(frame=kept, report=report)
 
 
@@ -183,8 +190,8 @@ def _find_lines(path: Path, texts: set[str]) -> dict[str, int]:
     return found
 
 
-def _check_columns(path: Path, raw: pd.DataFrame, spec: DatasetSpec) -> None:
-    missing = [c for c in spec.required_columns if c not in raw.columns]
+def _check_columns(path: Path, raw: pd.DataFrame, spec: DatasetSpec, required: list[str]) -> None:
+    missing = [c for c in required if c not in raw.columns]
     if not missing:
         duplicated = raw.columns[raw.columns.duplicated()].tolist()
         if duplicated:
@@ -213,7 +220,7 @@ def _sniff_delimiter(header: str) -> str | None:
 
 
 # -- row validation ------------------------------------------------------------------------------
-def _row_errors(raw: pd.DataFrame, spec: DatasetSpec) -> list[pd.DataFrame]:
+def _row_errors(raw: pd.DataFrame, spec: DatasetSpec, labelled: bool) -> list[pd.DataFrame]:
     found = [_field_errors(raw, spec, name) for name in spec.fields]
     if spec.id:
         found.append(_id_errors(raw[spec.id], spec.id))
@@ -225,7 +232,7 @@ def _row_errors(raw: pd.DataFrame, spec: DatasetSpec) -> list[pd.DataFrame]:
                 raw[spec.timestamp], unreadable, spec.timestamp, "bad timestamp", "not a date/time"
             )
         )
-    for label in (spec.labels.accepted, spec.labels.sql):
+    for label in (spec.labels.accepted, spec.labels.sql) if labelled else ():
         if label is not None:
             found.append(_label_errors(raw[label.column], label))
     return found
@@ -315,13 +322,13 @@ def _with_lead_ids(errors: pd.DataFrame, raw: pd.DataFrame, spec: DatasetSpec) -
 
 
 # -- outcome of the check ------------------------------------------------------------------------
-def _warnings(raw: pd.DataFrame, spec: DatasetSpec) -> list[str]:
+def _warnings(raw: pd.DataFrame, spec: DatasetSpec, labelled: bool) -> list[str]:
     warnings = []
     for name in spec.fields:
         markers = spec.missing_markers(name)
         if raw[name].str.strip().isin(markers).all():
             warnings.append(f"column {name!r} is empty in every row: it carries no signal")
-    for label in (spec.labels.accepted, spec.labels.sql):
+    for label in (spec.labels.accepted, spec.labels.sql) if labelled else ():
         if label is not None and raw[label.column].str.strip().isin(label.undecided).all():
             warnings.append(f"label column {label.column!r} has no decided outcome in any row")
     return warnings

@@ -21,11 +21,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, SecretStr
 
 from models import store
-from models.criteria import CriteriaScores
-from models.explain import Reason, explain
-from models.features import normalize, redact_personal
+from models.features import redact_personal
+from models.registry import LoadedModel
+from models.scoring import Scored, score_frame
 from models.spec import DatasetSpec, load_spec
-from serving.reload import LoadedModel, ModelHolder
+from serving.reload import ModelHolder
 from serving.schemas import (
     CriterionScore,
     Health,
@@ -42,8 +42,6 @@ from serving.schemas import (
 from serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
-
-TIERS = (("A", 0.8), ("B", 0.6), ("C", 0.4), ("D", 0.0))
 
 
 def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> FastAPI:
@@ -219,61 +217,46 @@ def _feature_row(spec: DatasetSpec, lead_id: str, lead: BaseModel) -> dict:
 def score_leads(
     loaded: LoadedModel, leads: list[BaseModel], with_reasons: bool, settings: ServeSettings
 ) -> list[LeadScore]:
-    """The service's scoring: the same AcceptanceModel code as training and the pyfunc."""
-    model, spec = loaded.model, loaded.model.spec
+    """The API's scoring: models.scoring.score_frame, as batch scoring uses, one object a lead."""
+    spec = loaded.model.spec
     frame = pd.DataFrame([lead.model_dump() for lead in leads])
     if spec.timestamp:
         frame[spec.timestamp] = frame[spec.timestamp].fillna(datetime.now(UTC)).astype(str)
-    clean = normalize(frame, spec)
-    predicted = model.predict_clean(clean)
-    rules = model.criteria.score(clean, spec)
-    why = explain(model, clean) if with_reasons else None
-    return [
-        _lead_score(loaded, settings, frame, predicted, rules, why, i) for i in range(len(frame))
-    ]
+    scored = score_frame(loaded, frame, settings.sales_sla_hours, with_reasons)
+    return [_lead_score(loaded, scored, i) for i in range(len(frame))]
 
 
-def _lead_score(
-    loaded: LoadedModel,
-    settings: ServeSettings,
-    frame: pd.DataFrame,
-    predicted: pd.DataFrame,
-    rules: CriteriaScores,
-    why: list[list[Reason]] | None,
-    i: int,
-) -> LeadScore:
-    model, spec = loaded.model, loaded.model.spec
-    p_accept = float(predicted["p_accept"].iloc[i])
-    tier = next(name for name, low in TIERS if p_accept >= low)
-    route = "sales" if p_accept >= loaded.routing_threshold else "nurture"
-    passed = bool(rules.passed.iloc[i])
-    criteria = [
+def _lead_score(loaded: LoadedModel, scored: Scored, i: int) -> LeadScore:
+    criteria, row, rules = loaded.model.criteria, scored.table.iloc[i], scored.rules
+    breakdown = [
         CriterionScore(
             name=name,
             weight=crit.weight,
-            score=round(float(rules.breakdown[name].iloc[i]), 2),
+            score=float(row[f"criterion_{name}"]),
             fired=[r.name for r in crit.rules if rules.fired[f"{name}.{r.name}"].iloc[i]],
         )
-        for name, crit in model.criteria.criteria.items()
+        for name, crit in criteria.criteria.items()
     ]
     return LeadScore(
-        lead_id=frame[spec.id].iloc[i] if spec.id else None,
-        p_accept=round(p_accept, 6),
-        p_sql=round(float(predicted["p_sql"].iloc[i]), 6) if "p_sql" in predicted else None,
-        tier=tier,
-        route=route,
-        sla_hours=settings.sales_sla_hours if route == "sales" else None,
+        lead_id=row["lead_id"],
+        p_accept=float(row["p_accept"]),
+        p_sql=None if pd.isna(row["p_sql"]) else float(row["p_sql"]),
+        tier=row["tier"],
+        route=row["route"],
+        sla_hours=row["sla_hours"],
         rules=RuleCriteria(
-            version=model.criteria.version_id,
-            total=round(float(rules.total.iloc[i]), 2),
-            passed=passed,
-            pass_score=model.criteria.pass_score,
-            criteria=criteria,
+            version=criteria.version_id,
+            total=float(row["rule_score"]),
+            passed=bool(row["rule_pass"]),
+            pass_score=criteria.pass_score,
+            criteria=breakdown,
         ),
-        disagreement=(passed and tier == "D") or (not passed and tier == "A"),
-        reasons=[ReasonOut(**r.__dict__, text=r.text) for r in why[i]] if why else None,
+        disagreement=bool(row["disagreement"]),
+        reasons=[ReasonOut(**r.__dict__, text=r.text) for r in scored.reasons[i]]
+        if scored.reasons
+        else None,
         model_version=loaded.version,
-        criteria_version=model.criteria.version_id,
+        criteria_version=criteria.version_id,
     )
 
 

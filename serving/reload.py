@@ -10,43 +10,20 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 
-import mlflow
-from mlflow import MlflowClient
-
-from models.acceptance import AcceptanceModel
+from models.registry import LoadedModel, alias_version, load_by_alias
 from serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class LoadedModel:
-    model: AcceptanceModel
-    name: str
-    version: str
-    routing_threshold: float
-
-
 def champion_version(settings: ServeSettings) -> str:
-    """The version the alias points at now (cheap: one registry call, no artifact download)."""
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
-    return str(client.get_model_version_by_alias(settings.model_name, settings.model_alias).version)
+    return alias_version(settings.tracking_uri, settings.model_name, settings.model_alias)
 
 
 def load_champion(settings: ServeSettings) -> LoadedModel:
-    """The model the registry's alias points at, with its routing threshold (version tag)."""
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    client = MlflowClient(tracking_uri=settings.tracking_uri)
-    version = client.get_model_version_by_alias(settings.model_name, settings.model_alias)
-    pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{version.version}")
-    threshold = float(version.tags.get("routing_threshold", settings.routing_threshold))
-    return LoadedModel(
-        model=pyfunc.unwrap_python_model().model,
-        name=settings.model_name,
-        version=str(version.version),
-        routing_threshold=threshold,
+    return load_by_alias(
+        settings.tracking_uri, settings.model_name, settings.model_alias, settings.routing_threshold
     )
 
 

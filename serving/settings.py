@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from models.decision import DEFAULT_ROUTING_THRESHOLD, DEFAULT_SLA_HOURS
 from models.uris import absolute_sqlite
 
 
@@ -31,8 +32,8 @@ class ServeSettings(BaseSettings):
     max_batch: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=2_000_000, ge=1_000)
     forbid_unknown_fields: bool = True
-    routing_threshold: float = Field(default=0.5, gt=0, lt=1)
-    sales_sla_hours: int = Field(default=24, ge=1)
+    routing_threshold: float = Field(default=DEFAULT_ROUTING_THRESHOLD, gt=0, lt=1)
+    sales_sla_hours: int = Field(default=DEFAULT_SLA_HOURS, ge=1)
     # How often to check whether the champion alias moved (0: only on POST /v1/admin/reload).
     reload_seconds: float = Field(default=30.0, ge=0)
 

@@ -42,8 +42,9 @@ def test_reload_under_concurrent_requests(serve_settings, leads) -> None:
             thread.start()
         try:
             time.sleep(0.3)
-            new = mlflow.register_model(f"models:/{settings.model_name}/{before}",
-                                        settings.model_name).version
+            new = mlflow.register_model(
+                f"models:/{settings.model_name}/{before}", settings.model_name
+            ).version
             registry.set_registered_model_alias(settings.model_name, "champion", new)
             reloaded = client.post("/v1/admin/reload", headers=ADMIN).json()
             time.sleep(0.3)
@@ -70,8 +71,11 @@ def test_failed_load_keeps_the_old_model(serve_settings) -> None:
     holder = ModelHolder(serve_settings, loader=flaky, version_of=lambda _s: "999")
     with TestClient(create_app(serve_settings, holder)) as client:
         response = client.post("/v1/admin/reload", headers=ADMIN).json()
-        assert response == {"model_version": first.version, "changed": False,
-                             "error": "artifact store unreachable"}
+        assert response == {
+            "model_version": first.version,
+            "changed": False,
+            "error": "artifact store unreachable",
+        }
         assert client.get("/ready").status_code == 200
         assert client.post("/v1/leads/score", json={}, headers=AUTH).status_code == 200
 

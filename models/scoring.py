@@ -1,0 +1,58 @@
+"""Scoring leads end to end: one code path for the API and for batch files.
+
+raw leads -> clean view -> calibrated P(accept)/P(SQL) -> rule criteria -> tier, route,
+disagreement (and reasons on request).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from models.criteria import CriteriaScores
+from models.decision import disagreements, routes, tiers
+from models.explain import Reason, explain
+from models.features import normalize
+from models.registry import LoadedModel
+
+
+@dataclass(frozen=True)
+class Scored:
+    """`table`: one row per lead; `rules`: the criteria breakdown; `reasons` when asked for."""
+
+    table: pd.DataFrame
+    rules: CriteriaScores
+    reasons: list[list[Reason]] | None
+
+
+def score_frame(
+    loaded: LoadedModel, leads: pd.DataFrame, sla_hours: int, with_reasons: bool = False
+) -> Scored:
+    """Score raw leads (the spec's columns, any subset) with a registered model."""
+    model, spec = loaded.model, loaded.model.spec
+    clean = normalize(leads, spec)
+    predicted = model.predict_clean(clean)
+    rules = model.criteria.score(clean, spec)
+    p_accept = predicted["p_accept"].to_numpy()
+    tier = tiers(p_accept)
+    route = routes(p_accept, loaded.routing_threshold)
+    table = pd.DataFrame(
+        {
+            "lead_id": leads[spec.id].to_numpy() if spec.id and spec.id in leads else None,
+            "p_accept": p_accept.round(6),
+            "p_sql": predicted["p_sql"].to_numpy().round(6) if "p_sql" in predicted else np.nan,
+            "tier": tier,
+            "route": route,
+            "sla_hours": np.where(route == "sales", sla_hours, None),
+            "rule_score": rules.total.to_numpy().round(2),
+            "rule_pass": rules.passed.to_numpy(),
+            "disagreement": disagreements(rules.passed.to_numpy(), tier),
+            "model_version": loaded.version,
+            "criteria_version": model.criteria.version_id,
+        }
+    )
+    for name in rules.breakdown.columns:
+        table[f"criterion_{name}"] = rules.breakdown[name].to_numpy().round(2)
+    return Scored(table=table, rules=rules, reasons=explain(model, clean) if with_reasons else None)

@@ -1,0 +1,143 @@
+"""Batch scoring and training from the log through the CLI, and the service as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+from pipeline.settings import get_settings
+from tests.conftest import ADMIN_KEY, AUTH, ROOT
+
+
+@pytest.fixture
+def cli_env(serve_settings, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("SAL_TRACKING_URI", serve_settings.tracking_uri)
+    get_settings.cache_clear()
+    yield serve_settings
+    get_settings.cache_clear()
+
+
+def test_batch_scores_match_the_api(cli_env, client, builtin_csv, tmp_path) -> None:
+    out = tmp_path / "scored.csv"
+    result = CliRunner().invoke(app, ["score", str(builtin_csv), "-o", str(out), "--reasons"])
+    assert result.exit_code == 0, result.output
+    assert "scored 11,997 leads" in result.stdout and "3 rows rejected" in result.stdout
+    scored = pd.read_csv(out, keep_default_na=False).set_index("lead_id")
+    assert (tmp_path / "scored.rejects.csv").exists()
+    leads = pd.read_csv(builtin_csv, dtype=str, keep_default_na=False).tail(5)
+    body = [
+        {k: (v or None) for k, v in row.items() if k in _lead_fields()}
+        for row in leads.to_dict("records")
+    ]
+    api = client.post("/v1/leads/score", json=body, headers=AUTH).json()["scores"]
+    for result in api:
+        row = scored.loc[result["lead_id"]]
+        assert row["p_accept"] == pytest.approx(result["p_accept"], abs=1e-6)
+        assert (row["tier"], row["route"]) == (result["tier"], result["route"])
+        assert row["rule_score"] == pytest.approx(result["rules"]["total"], abs=0.01)
+    assert scored["reasons"].str.contains(": [+-]", regex=True).all()
+
+
+def test_train_from_the_scoring_log(cli_env, client, leads, tmp_path, monkeypatch) -> None:
+    batch = [{**lead, "lead_id": f"LOGTRAIN-{i}"} for i, lead in enumerate(leads * 20)]
+    decided = [{"lead_id": f"LOGTRAIN-{i}", "accepted": i % 3 != 0} for i in range(700)]
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    for start in range(0, len(batch), 50):  # the fixture's max_batch
+        client.post("/v1/leads/score", json=batch[start : start + 50], headers=AUTH)
+        if start < len(decided):
+            outcomes = decided[start : start + 50]
+            assert client.post("/v1/outcomes", json=outcomes, headers=admin).status_code == 200
+    monkeypatch.setenv("SAL_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SAL_MODEL_NAME", "from-log")
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "train.yaml").write_text((ROOT / "data/config/train.yaml").read_text())
+    get_settings.cache_clear()
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--from-log",
+            cli_env.database_url,
+            "--spec",
+            "data/specs/builtin.yaml",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["data"]["labelled"] == 700
+    assert summary["data"]["undecided"] == summary["data"]["rows_read"] - 700
+    assert summary["model_name"] == "from-log"
+    assert list((tmp_path / "from-log").glob("scoring-log-*.csv"))
+
+
+def _lead_fields() -> set[str]:
+    from models.spec import load_spec
+
+    return set(load_spec(ROOT / "data/specs/builtin.yaml").lead_columns)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_real_uvicorn_process(serve_settings, tmp_path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SAL_TRACKING_URI": serve_settings.tracking_uri,
+        "SAL_MODEL_NAME": serve_settings.model_name,
+        "SAL_SCORE_KEYS": "proc-key",
+        "SAL_DATABASE_URL": f"sqlite:///{tmp_path / 'proc.db'}",
+        "SAL_RELOAD_SECONDS": "0",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(base, process)
+        request = urllib.request.Request(
+            f"{base}/v1/leads/score",
+            method="POST",
+            data=json.dumps({"lead_id": "P1"}).encode(),
+            headers={"Authorization": "Bearer proc-key", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            (result,) = json.load(response)["scores"]
+        assert result["lead_id"] == "P1" and 0 < result["p_accept"] < 1
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def _wait_ready(base: str, process: subprocess.Popen) -> None:
+    for _ in range(120):  # up to 60 s: start-up imports MLflow and loads the model
+        if process.poll() is not None:
+            raise AssertionError(process.stdout.read().decode())
+        try:
+            with urllib.request.urlopen(f"{base}/ready", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError):
+            pass
+        time.sleep(0.5)
+    raise AssertionError("service did not become ready in 60 s")

@@ -31,27 +31,37 @@ def explain(model: AcceptanceModel, clean: pd.DataFrame, top: int = 3) -> list[l
     """Up to `top` reasons each way per lead (strongest first), for leads in the clean view."""
     matrix = model.encoder.transform(clean)
     contributions = model.accept.booster.predict(matrix, pred_contrib=True)[:, :-1]  # last: bias
+    return [
+        _reasons(model, matrix[i], contributions[i], clean.iloc[i].to_dict(), top)
+        for i in range(len(matrix))
+    ]
+
+
+def explain_row(model: AcceptanceModel, row: np.ndarray, clean: dict, top: int = 3) -> list[Reason]:
+    """Reasons for one encoded lead (the hot path's row and clean dict)."""
+    contributions = model.accept.booster.predict(row, pred_contrib=True, num_threads=1)[0, :-1]
+    return _reasons(model, row[0], contributions, clean, top)
+
+
+def _reasons(
+    model: AcceptanceModel, codes: np.ndarray, contrib: np.ndarray, clean: dict, top: int
+) -> list[Reason]:
     names = model.feature_names
-    reasons = []
-    for row, contrib in enumerate(contributions):
-        order = np.argsort(-np.abs(contrib))
-        ups = [j for j in order if contrib[j] > 0][:top]
-        downs = [j for j in order if contrib[j] < 0][:top]
-        reasons.append(
-            [
-                Reason(
-                    names[j],
-                    _describe(model, names[j], matrix[row, j], clean.iloc[row]),
-                    "+" if contrib[j] > 0 else "-",
-                    round(float(contrib[j]), 4),
-                )
-                for j in ups + downs
-            ]
+    order = np.argsort(-np.abs(contrib), kind="stable")
+    ups = [j for j in order if contrib[j] > 0][:top]
+    downs = [j for j in order if contrib[j] < 0][:top]
+    return [
+        Reason(
+            names[j],
+            _describe(model, names[j], float(codes[j]), clean),
+            "+" if contrib[j] > 0 else "-",
+            round(float(contrib[j]), 4),
         )
-    return reasons
+        for j in ups + downs
+    ]
 
 
-def _describe(model: AcceptanceModel, name: str, code: float, lead: pd.Series) -> str:
+def _describe(model: AcceptanceModel, name: str, code: float, clean: dict) -> str:
     if name in model.encoder.vocabularies_:
         return model.encoder.describe_code(name, code)
     if np.isnan(code):
@@ -61,5 +71,5 @@ def _describe(model: AcceptanceModel, name: str, code: float, lead: pd.Series) -
         return "yes" if code == 1 else "no"
     if field is not None and field.type is FieldType.text:  # a personal field reduced to presence
         return "given"
-    value = lead.get(name, code)
+    value = clean.get(name, code)
     return f"{float(value):,.4g}"

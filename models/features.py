@@ -60,8 +60,8 @@ FREE_MAIL_DOMAINS = frozenset(
 )
 EMAIL_KINDS = ("corporate", "free", "education", "invalid")
 PHONE_KINDS = ("valid", "invalid")
-_EMAIL_RE = r"^[^@\s]+@(?:[a-z0-9-]+\.)+[a-z]{2,}$"
-_EDU_RE = r"(?:\.edu|\.ac\.[a-z]{2}|\.edu\.[a-z]{2})$"
+EMAIL_RE = r"^[^@\s]+@(?:[a-z0-9-]+\.)+[a-z]{2,}$"
+EDU_RE = r"(?:\.edu|\.ac\.[a-z]{2}|\.edu\.[a-z]{2})$"
 
 # Derived from the timestamp: sales capacity differs by weekday and near month-end.
 TIME_FEATURES = ("mql_weekday", "mql_days_to_month_end")
@@ -136,10 +136,10 @@ def time_features(stamps: pd.Series) -> pd.DataFrame:
 def email_kind(text: pd.Series) -> pd.Series:
     """corporate / free / education / invalid for each address (missing stays missing)."""
     lowered = text.str.strip().str.lower()
-    valid = lowered.str.match(_EMAIL_RE, na=False).to_numpy(dtype=bool)
+    valid = lowered.str.match(EMAIL_RE, na=False).to_numpy(dtype=bool)
     domain = lowered.str.replace(r"^.*@", "", regex=True)
     free = domain.isin(FREE_MAIL_DOMAINS).to_numpy(dtype=bool)
-    education = domain.str.contains(_EDU_RE, na=False).to_numpy(dtype=bool)
+    education = domain.str.contains(EDU_RE, na=False).to_numpy(dtype=bool)
     kind = np.select([~valid, free, education], ["invalid", "free", "education"], "corporate")
     return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
 
@@ -231,7 +231,7 @@ _PARSERS = {
 
 
 # Stand-ins that normalise to the same derived value as the personal value they replace.
-_PLACEHOLDERS = {
+PLACEHOLDERS = {
     FieldType.email: {
         "corporate": "redacted@redacted-company.com",
         "free": "redacted@gmail.com",
@@ -254,8 +254,8 @@ def redact_personal(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
             continue
         field = spec.fields[name]
         parsed = parse_field(redacted[name], field, spec.missing_markers(name))
-        if field.type in _PLACEHOLDERS:
-            stand_in = parsed.values.map(_PLACEHOLDERS[field.type])
+        if field.type in PLACEHOLDERS:
+            stand_in = parsed.values.map(PLACEHOLDERS[field.type])
         else:
             stand_in = pd.Series("redacted", index=redacted.index)
         redacted[name] = stand_in.astype(object).where(~parsed.missing, None)

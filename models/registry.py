@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import mlflow
 from mlflow import MlflowClient
 
 from models.acceptance import AcceptanceModel
+from models.fastpath import LeadScorer
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,11 @@ class LoadedModel:
     name: str
     version: str
     routing_threshold: float
+    scorer: LeadScorer = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Per-lead preparation happens here, once per loaded version, never per request.
+        object.__setattr__(self, "scorer", LeadScorer(self.model))
 
 
 def alias_version(tracking_uri: str, name: str, alias: str) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     create_engine,
+    event,
     select,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -64,10 +65,21 @@ outcomes = Table(
 
 
 def connect(url: str) -> Engine:
-    """An engine with the tables created (idempotent); SQLite files get their folder made."""
+    """An engine with the tables created (idempotent)."""
     engine = create_engine(url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_wal)
     metadata.create_all(engine)
     return engine
+
+
+def _sqlite_wal(connection: object, _record: object) -> None:
+    # Write-ahead log: a commit appends instead of rewriting pages, and readers never block the
+    # writer. synchronous=NORMAL keeps every commit across a crash of the service (not of the OS).
+    cursor = connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def log_scores(engine: Engine, rows: Iterable[dict[str, Any]]) -> None:

@@ -10,35 +10,28 @@ import hmac
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Annotated
 
-import pandas as pd
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, SecretStr
+from pydantic import SecretStr
 
 from models import store
-from models.features import redact_personal
 from models.registry import LoadedModel
-from models.scoring import Scored, score_frame
-from models.spec import DatasetSpec, load_spec
+from models.spec import load_spec
 from serving.reload import ModelHolder
 from serving.schemas import (
-    CriterionScore,
     Health,
-    LeadScore,
     Ready,
-    ReasonOut,
     Recorded,
     Reloaded,
-    RuleCriteria,
     ScoreResponse,
     lead_model,
     outcome_model,
 )
+from serving.scoring import as_dicts, feature_row, log_rows, score_leads
 from serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -121,8 +114,9 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
                 f"{len(batch)} leads in one request; the maximum is {settings.max_batch}",
             )
-        scores = score_leads(loaded, batch, reasons, settings)
-        store.log_scores(app.state.engine, _log_rows(loaded, batch, scores))
+        dicts = as_dicts(batch, spec)
+        scores = score_leads(loaded, dicts, reasons, settings.sales_sla_hours)
+        store.log_scores(app.state.engine, log_rows(loaded, dicts, scores))
         return ScoreResponse(scores=scores)
 
     @app.post(
@@ -160,9 +154,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
             )
         _require_known_leads(app.state.engine, batch)
         unscored = [o for o in batch if o.lead is not None]
-        store.log_scores(
-            app.state.engine, [_feature_row(spec, o.lead_id, o.lead) for o in unscored]
-        )
+        store.log_scores(app.state.engine, [feature_row(spec, o.lead_id, o.lead) for o in unscored])
         store.record_outcomes(
             app.state.engine, [o.model_dump(exclude={"lead"}, exclude_unset=True) for o in batch]
         )
@@ -186,78 +178,6 @@ def _require_known_leads(engine, batch: list) -> None:
     ]
     if errors:
         raise RequestValidationError(errors)
-
-
-def _log_rows(loaded: LoadedModel, leads: list[BaseModel], scores: list[LeadScore]) -> list[dict]:
-    """Scoring-log rows: the features as scored (personal values reduced), and the result."""
-    spec = loaded.model.spec
-    rows = []
-    for lead, score in zip(leads, scores, strict=True):
-        row = _feature_row(spec, score.lead_id or "", lead)
-        row.update(
-            model_name=loaded.name,
-            model_version=loaded.version,
-            criteria_version=score.criteria_version,
-            p_accept=score.p_accept,
-            p_sql=score.p_sql,
-            tier=score.tier,
-            route=score.route,
-            rule_score=score.rules.total,
-        )
-        rows.append(row)
-    return rows
-
-
-def _feature_row(spec: DatasetSpec, lead_id: str, lead: BaseModel) -> dict:
-    frame = redact_personal(pd.DataFrame([lead.model_dump(mode="json")]), spec)
-    features = frame.astype(object).where(frame.notna(), None).iloc[0].to_dict()
-    return {"lead_id": lead_id, "scored_at": datetime.now(UTC), "features": features}
-
-
-def score_leads(
-    loaded: LoadedModel, leads: list[BaseModel], with_reasons: bool, settings: ServeSettings
-) -> list[LeadScore]:
-    """The API's scoring: models.scoring.score_frame, as batch scoring uses, one object a lead."""
-    spec = loaded.model.spec
-    frame = pd.DataFrame([lead.model_dump() for lead in leads])
-    if spec.timestamp:
-        frame[spec.timestamp] = frame[spec.timestamp].fillna(datetime.now(UTC)).astype(str)
-    scored = score_frame(loaded, frame, settings.sales_sla_hours, with_reasons)
-    return [_lead_score(loaded, scored, i) for i in range(len(frame))]
-
-
-def _lead_score(loaded: LoadedModel, scored: Scored, i: int) -> LeadScore:
-    criteria, row, rules = loaded.model.criteria, scored.table.iloc[i], scored.rules
-    breakdown = [
-        CriterionScore(
-            name=name,
-            weight=crit.weight,
-            score=float(row[f"criterion_{name}"]),
-            fired=[r.name for r in crit.rules if rules.fired[f"{name}.{r.name}"].iloc[i]],
-        )
-        for name, crit in criteria.criteria.items()
-    ]
-    return LeadScore(
-        lead_id=row["lead_id"],
-        p_accept=float(row["p_accept"]),
-        p_sql=None if pd.isna(row["p_sql"]) else float(row["p_sql"]),
-        tier=row["tier"],
-        route=row["route"],
-        sla_hours=row["sla_hours"],
-        rules=RuleCriteria(
-            version=criteria.version_id,
-            total=float(row["rule_score"]),
-            passed=bool(row["rule_pass"]),
-            pass_score=criteria.pass_score,
-            criteria=breakdown,
-        ),
-        disagreement=bool(row["disagreement"]),
-        reasons=[ReasonOut(**r.__dict__, text=r.text) for r in scored.reasons[i]]
-        if scored.reasons
-        else None,
-        model_version=loaded.version,
-        criteria_version=criteria.version_id,
-    )
 
 
 def _check_key(credentials: HTTPAuthorizationCredentials | None, keys: list[SecretStr]) -> None:

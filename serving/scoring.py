@@ -1,0 +1,150 @@
+"""From validated request leads to API answers and scoring-log rows.
+
+Small requests take the hot path (models.fastpath: a dict straight to a NumPy row, prepared once
+per model version); larger batches take the frame path (models.scoring), whose per-call overhead
+is amortised over many leads. Both give identical results (tests/test_fastpath.py).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel
+
+from models.decision import disagreements, routes, tiers
+from models.explain import explain_row
+from models.fastpath import FastScore
+from models.features import redact_personal
+from models.registry import LoadedModel
+from models.scoring import Scored, score_frame
+from models.spec import DatasetSpec
+from serving.schemas import CriterionScore, LeadScore, ReasonOut, RuleCriteria
+
+# Past this many leads per request the vectorised frame path is faster than a loop of hot paths.
+FAST_PATH_MAX = 20
+
+
+def as_dicts(leads: list[BaseModel], spec: DatasetSpec) -> list[dict]:
+    """Request leads as plain dicts; a missing MQL time means "now"."""
+    now = datetime.now(UTC)
+    dicts = [lead.model_dump() for lead in leads]
+    if spec.timestamp:
+        for lead in dicts:
+            lead[spec.timestamp] = lead.get(spec.timestamp) or now
+    return dicts
+
+
+def score_leads(
+    loaded: LoadedModel, leads: list[dict], with_reasons: bool, sla_hours: int
+) -> list[LeadScore]:
+    if len(leads) <= FAST_PATH_MAX:
+        return [_from_fast(loaded, lead, with_reasons, sla_hours) for lead in leads]
+    frame = pd.DataFrame(leads)
+    spec = loaded.model.spec
+    if spec.timestamp:
+        frame[spec.timestamp] = frame[spec.timestamp].astype(str)
+    scored = score_frame(loaded, frame, sla_hours, with_reasons)
+    return [_from_frame(loaded, scored, i) for i in range(len(frame))]
+
+
+def log_rows(loaded: LoadedModel, leads: list[dict], scores: list[LeadScore]) -> list[dict]:
+    """Scoring-log rows: the features as scored (personal values reduced), and the result."""
+    now = datetime.now(UTC)
+    return [
+        {
+            "lead_id": score.lead_id or "",
+            "scored_at": now,
+            "features": _json_safe(loaded.scorer.redacted(lead)),
+            "model_name": loaded.name,
+            "model_version": loaded.version,
+            "criteria_version": score.criteria_version,
+            "p_accept": score.p_accept,
+            "p_sql": score.p_sql,
+            "tier": score.tier,
+            "route": score.route,
+            "rule_score": score.rules.total,
+        }
+        for lead, score in zip(leads, scores, strict=True)
+    ]
+
+
+def feature_row(spec: DatasetSpec, lead_id: str, lead: BaseModel) -> dict:
+    """A log row for a lead sent with an outcome (never scored here): features only."""
+    frame = redact_personal(pd.DataFrame([lead.model_dump(mode="json")]), spec)
+    features = frame.astype(object).where(frame.notna(), None).iloc[0].to_dict()
+    return {"lead_id": lead_id, "scored_at": datetime.now(UTC), "features": features}
+
+
+def _from_fast(loaded: LoadedModel, lead: dict, with_reasons: bool, sla_hours: int) -> LeadScore:
+    fast: FastScore = loaded.scorer.score(lead)
+    tier = str(tiers(np.array([fast.p_accept]))[0])
+    route = str(routes(np.array([fast.p_accept]), loaded.routing_threshold)[0])
+    criteria = loaded.model.criteria
+    reasons = explain_row(loaded.model, fast.row, fast.clean) if with_reasons else None
+    return LeadScore(
+        lead_id=lead.get(loaded.model.spec.id) if loaded.model.spec.id else None,
+        p_accept=round(fast.p_accept, 6),
+        p_sql=None if fast.p_sql is None else round(fast.p_sql, 6),
+        tier=tier,
+        route=route,
+        sla_hours=sla_hours if route == "sales" else None,
+        rules=RuleCriteria(
+            version=criteria.version_id,
+            total=round(fast.rule_total, 2),
+            passed=fast.rule_pass,
+            pass_score=criteria.pass_score,
+            criteria=[
+                CriterionScore(
+                    name=name,
+                    weight=crit.weight,
+                    score=round(fast.breakdown[name], 2),
+                    fired=fast.fired[name],
+                )
+                for name, crit in criteria.criteria.items()
+            ],
+        ),
+        disagreement=bool(disagreements(np.array([fast.rule_pass]), np.array([tier]))[0]),
+        reasons=[ReasonOut(**r.__dict__, text=r.text) for r in reasons] if reasons else None,
+        model_version=loaded.version,
+        criteria_version=criteria.version_id,
+    )
+
+
+def _from_frame(loaded: LoadedModel, scored: Scored, i: int) -> LeadScore:
+    criteria, row, rules = loaded.model.criteria, scored.table.iloc[i], scored.rules
+    breakdown = [
+        CriterionScore(
+            name=name,
+            weight=crit.weight,
+            score=float(row[f"criterion_{name}"]),
+            fired=[r.name for r in crit.rules if rules.fired[f"{name}.{r.name}"].iloc[i]],
+        )
+        for name, crit in criteria.criteria.items()
+    ]
+    return LeadScore(
+        lead_id=row["lead_id"],
+        p_accept=float(row["p_accept"]),
+        p_sql=None if pd.isna(row["p_sql"]) else float(row["p_sql"]),
+        tier=row["tier"],
+        route=row["route"],
+        sla_hours=row["sla_hours"],
+        rules=RuleCriteria(
+            version=criteria.version_id,
+            total=float(row["rule_score"]),
+            passed=bool(row["rule_pass"]),
+            pass_score=criteria.pass_score,
+            criteria=breakdown,
+        ),
+        disagreement=bool(row["disagreement"]),
+        reasons=[ReasonOut(**r.__dict__, text=r.text) for r in scored.reasons[i]]
+        if scored.reasons
+        else None,
+        model_version=loaded.version,
+        criteria_version=criteria.version_id,
+    )
+
+
+def _json_safe(features: dict) -> dict:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in features.items()}

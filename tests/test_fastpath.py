@@ -1,0 +1,70 @@
+"""The single-lead hot path gives exactly what the frame path (training, pyfunc, batch) gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.fastpath import LeadScorer
+from models.features import normalize, redact_personal
+from models.spec import load_spec
+from pipeline.load import load_leads
+from tests.conftest import ROOT
+
+ODD_VALUES = {
+    "industry": ["SOFTWARE", " retail ", "Select", "space_mining", None, ""],
+    "email": ["Dana@ACME.io", "x@gmail.com", "s@uni.edu", "john@", "n/a", None, "a@b@c.com"],
+    "phone": ["+1 (415) 555-0100", "000", "1111111", "", None, "12345678901234567"],
+    "web_visits": ["1,200", "7", 3.0, -1, "lots", None, "inf", "unknown"],
+    "demo_requested": [True, False, "Yes", "n", "maybe", None, "1"],
+    "job_title": ["VP, Engineering", "Geschäftsführer", "  head of IT ", None, "--"],
+    "first_name": ["Ann", "", None],
+    "mql_at": ["2026-01-31 23:59:00", "2026-02-01T00:30:00+02:00", "garbage", None],
+}
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    from models.registry import load_by_alias
+
+    summary, settings, _ = trained
+    return load_by_alias(settings.tracking_uri, summary.model_name, "champion", 0.5).model
+
+
+@pytest.fixture(scope="module")
+def leads(builtin_csv) -> pd.DataFrame:
+    spec = load_spec(ROOT / "data/specs/builtin.yaml")
+    frame = load_leads(builtin_csv, spec).frame.sample(1500, random_state=0)
+    rng = np.random.default_rng(0)
+    odd = frame.astype(object).copy()
+    for column, values in ODD_VALUES.items():  # messy values the API or a file could send
+        rows = rng.random(len(odd)) < 0.3
+        odd.loc[rows, column] = rng.choice(np.array(values, dtype=object), rows.sum())
+    return odd.reset_index(drop=True)
+
+
+def test_fast_path_equals_frame_path(model, leads) -> None:
+    scorer = LeadScorer(model)
+    expected = model.predict(leads)
+    clean = normalize(leads, model.spec)
+    matrix = model.encoder.transform(clean)
+    for i, lead in enumerate(leads.to_dict("records")):
+        fast = scorer.score(lead)
+        np.testing.assert_array_equal(fast.row[0], matrix[i], err_msg=f"lead {i}: {lead}")
+        assert fast.p_accept == pytest.approx(expected.loc[i, "p_accept"], abs=1e-12)
+        assert fast.p_sql == pytest.approx(expected.loc[i, "p_sql"], abs=1e-12)
+        assert fast.rule_total == pytest.approx(expected.loc[i, "rule_score"], abs=1e-9)
+        assert fast.rule_pass == expected.loc[i, "rule_pass"]
+        for name, score in fast.breakdown.items():
+            assert score == pytest.approx(expected.loc[i, f"criterion_{name}"], abs=1e-9)
+
+
+def test_fast_redaction_equals_frame_redaction(model, leads) -> None:
+    scorer = LeadScorer(model)
+    frame = redact_personal(leads, model.spec)
+    for i, lead in enumerate(leads.head(300).to_dict("records")):
+        fast = scorer.redacted(lead)
+        for name in model.spec.personal_fields:
+            expected = frame.loc[i, name]
+            assert fast[name] == (None if pd.isna(expected) else expected), (name, lead[name])

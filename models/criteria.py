@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Self
 
@@ -87,12 +88,12 @@ class Criteria(BaseModel):
             raise ValueError(f"criterion weights must add up to 100, not {total:g}")
         return self
 
-    @property
+    @cached_property
     def digest(self) -> str:
         canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
-    @property
+    @cached_property
     def version_id(self) -> str:
         """Human version plus content hash, so an edited file never reuses a version's name."""
         return f"{self.version}+{self.digest}"

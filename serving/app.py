@@ -8,15 +8,16 @@ model is derived from the dataset spec the service is configured with.
 import asyncio
 import hmac
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import Body, Depends, FastAPI, HTTPException, Query, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models import store
 from models.registry import LoadedModel
@@ -62,20 +63,20 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
         lifespan=lifespan,
         description="Scores MQLs: P(accept), P(SQL), rule criteria, reasons and route.",
     )
-    app.middleware("http")(_body_limit(settings.max_body_bytes))
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     bearer = HTTPBearer(auto_error=False, description="API key (scoring or admin role)")
 
-    def require_scorer(
+    async def require_scorer(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
         _check_key(credentials, [*settings.score_keys, *settings.admin_keys])
 
-    def require_admin(
+    async def require_admin(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
         _check_key(credentials, settings.admin_keys)
 
-    def current_model() -> LoadedModel:
+    async def current_model() -> LoadedModel:
         loaded = models.loaded  # one reference for the whole request, whatever a reload does
         if loaded is None:
             reason = models.error or "loading"
@@ -102,7 +103,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
             503: {"description": "no model loaded yet"},
         },
     )
-    def score(
+    async def score(
         leads: Annotated[lead | list[lead], Body(description="one lead, or a list of leads")],
         loaded: Annotated[LoadedModel, Depends(current_model)],
         reasons: Annotated[bool, Query(description="include the top reasons each way")] = False,
@@ -194,11 +195,42 @@ def _check_key(credentials: HTTPAuthorizationCredentials | None, keys: list[Secr
         raise HTTPException(status.HTTP_403_FORBIDDEN, "API key not valid for this endpoint")
 
 
-def _body_limit(max_bytes: int) -> Callable:
-    async def limit(request: Request, call_next: Callable) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_bytes:
-            return JSONResponse({"detail": f"request body over {max_bytes} bytes"}, status_code=413)
-        return await call_next(request)
+class BodyLimit:
+    """Pure ASGI middleware: 413 for bodies over the limit, declared or streamed.
 
-    return limit
+    (Starlette's BaseHTTPMiddleware would cost more than scoring a lead does.)
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        received = 0
+
+        async def counted() -> Message:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._too_large(scope, receive, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse({"detail": f"request body over {self.max_bytes} bytes"}, 413)
+        await response(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass

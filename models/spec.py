@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 
 class SpecError(ValueError):
@@ -39,6 +39,17 @@ TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0"})
 
 
+def _to_strings(value: object) -> object:
+    # YAML turns yes/no/1 into bools and ints; a CSV cell is always text.
+    if isinstance(value, list | tuple):
+        return tuple(_yaml_scalar_to_str(v) for v in value)
+    return (_yaml_scalar_to_str(value),) if value is not None else value
+
+
+# A list of cell values as the file spells them, whatever YAML made of them.
+Texts = Annotated[tuple[str, ...], BeforeValidator(_to_strings)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,21 +66,13 @@ class FieldSpec(_Strict):
     )
     min: float | None = None
     max: float | None = None
-    missing_values: tuple[str, ...] = Field(
+    missing_values: Texts = Field(
         default=(), description="Extra markers for 'missing' in this column only (e.g. 999)."
     )
     personal: bool | None = Field(
         default=None, description="Raw value identifies a person: derive features, never store it."
     )
     monotone: Literal["increasing", "decreasing"] | None = None
-
-    @field_validator("values", "missing_values", mode="before")
-    @classmethod
-    def _as_strings(cls, value: object) -> object:
-        # YAML turns yes/no/1 into bools and ints; a CSV cell is always text.
-        if isinstance(value, list | tuple):
-            return tuple(_yaml_scalar_to_str(v) for v in value)
-        return value
 
     @model_validator(mode="after")
     def _check_type_options(self) -> Self:
@@ -92,16 +95,9 @@ class LabelSpec(_Strict):
     """Which column holds an outcome and which of its values mean yes, no and not yet."""
 
     column: str
-    positive: tuple[str, ...]
-    negative: tuple[str, ...]
-    undecided: tuple[str, ...] = ("",)
-
-    @field_validator("positive", "negative", "undecided", mode="before")
-    @classmethod
-    def _as_strings(cls, value: object) -> object:
-        if isinstance(value, list | tuple):
-            return tuple(_yaml_scalar_to_str(v) for v in value)
-        return (_yaml_scalar_to_str(value),)
+    positive: Texts
+    negative: Texts
+    undecided: Texts = ("",)
 
     @model_validator(mode="after")
     def _disjoint(self) -> Self:
@@ -154,7 +150,7 @@ class DatasetSpec(_Strict):
     id: str | None = Field(default=None, description="Lead id column; row numbers when absent.")
     timestamp: str | None = Field(default=None, description="When the lead became an MQL.")
     read: ReadSpec = ReadSpec()
-    missing_values: tuple[str, ...] = ("",)
+    missing_values: Texts = ("",)
     fields: dict[str, FieldSpec]
     labels: Labels
     exclude: tuple[str, ...] = ()
@@ -164,13 +160,6 @@ class DatasetSpec(_Strict):
     max_bad_row_fraction: Annotated[float, Field(ge=0, le=1)] = 0.2
     criteria: str | None = Field(default=None, description="Criteria YAML, relative to the spec.")
     source_path: Path | None = Field(default=None, exclude=True)
-
-    @field_validator("missing_values", mode="before")
-    @classmethod
-    def _as_strings(cls, value: object) -> object:
-        if isinstance(value, list | tuple):
-            return tuple(_yaml_scalar_to_str(v) for v in value)
-        return value
 
     @model_validator(mode="after")
     def _check_roles(self) -> Self:

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from models.spec import DatasetSpec
+from models.spec import DatasetSpec, LabelSpec
 
 metadata = MetaData()
 
@@ -159,25 +159,17 @@ def _as_file_row(record: Any, spec: DatasetSpec) -> dict[str, str]:
         row[spec.id] = record["lead_id"]
     if spec.timestamp:
         row[spec.timestamp] = _text(features.get(spec.timestamp) or record["scored_at"])
-    accepted_label, sql_label = spec.labels.accepted, spec.labels.sql
-    accepted = None if pd.isna(record["accepted"]) else bool(record["accepted"])
-    row[accepted_label.column] = (
-        accepted_label.undecided[0]
-        if accepted is None
-        else accepted_label.positive[0]
-        if accepted
-        else accepted_label.negative[0]
-    )
-    if sql_label is not None:
-        sql = None if pd.isna(record["sql"]) else bool(record["sql"])
-        row[sql_label.column] = (
-            sql_label.undecided[0]
-            if sql is None
-            else sql_label.positive[0]
-            if sql
-            else sql_label.negative[0]
-        )
+    for label, key in ((spec.labels.accepted, "accepted"), (spec.labels.sql, "sql")):
+        if label is not None:
+            row[label.column] = _label_text(label, record[key])
     return row
+
+
+def _label_text(label: LabelSpec, outcome: object) -> str:
+    """The spec's own spelling of yes / no / not yet for a stored outcome."""
+    if outcome is None or pd.isna(outcome):
+        return label.undecided[0]
+    return label.positive[0] if bool(outcome) else label.negative[0]
 
 
 def _text(value: object) -> str:

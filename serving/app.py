@@ -32,7 +32,7 @@ from serving.schemas import (
     lead_model,
     outcome_model,
 )
-from serving.scoring import as_dicts, feature_row, log_rows, score_leads
+from serving.scoring import FAST_PATH_MAX, as_dicts, feature_row, log_rows, score_leads
 from serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -115,10 +115,15 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
                 f"{len(batch)} leads in one request; the maximum is {settings.max_batch}",
             )
-        dicts = as_dicts(batch, spec)
-        scores = score_leads(loaded, dicts, reasons, settings.sales_sla_hours)
-        store.log_scores(app.state.engine, log_rows(loaded, dicts, scores))
-        return ScoreResponse(scores=scores)
+
+        def work() -> ScoreResponse:
+            dicts = as_dicts(batch, spec)
+            scores = score_leads(loaded, dicts, reasons, settings.sales_sla_hours)
+            store.log_scores(app.state.engine, log_rows(loaded, dicts, scores))
+            return ScoreResponse(scores=scores)
+
+        # One lead is cheaper than a thread hop; a big batch must not stall the event loop.
+        return work() if len(batch) <= FAST_PATH_MAX else await asyncio.to_thread(work)
 
     @app.post(
         "/v1/admin/reload",

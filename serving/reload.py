@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 
 from models.registry import LoadedModel, alias_version, load_by_alias
+from models.spec import load_spec
 from serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,19 @@ def champion_version(settings: ServeSettings) -> str:
 
 
 def load_champion(settings: ServeSettings) -> LoadedModel:
-    return load_by_alias(
+    """The alias's model, refused if it needs fields the service's request model lacks."""
+    loaded = load_by_alias(
         settings.tracking_uri, settings.model_name, settings.model_alias, settings.routing_threshold
     )
+    served = load_spec(settings.spec_path)
+    missing = sorted(set(loaded.model.spec.lead_columns) - set(served.lead_columns))
+    if missing:
+        raise ValueError(
+            f"{settings.model_name} v{loaded.version} was trained on spec "
+            f"{loaded.model.spec.name!r}, which needs fields {missing} that the service's spec "
+            f"{served.name!r} ({settings.spec_path}) does not have"
+        )
+    return loaded
 
 
 class ModelHolder:

@@ -143,3 +143,16 @@ def test_openapi_request_model_comes_from_the_spec(client, builtin_spec) -> None
 def test_champion_loader_reads_the_registry(serve_settings, trained) -> None:
     loaded = load_champion(serve_settings)
     assert loaded.version == trained[0].model_version and loaded.routing_threshold == 0.5
+
+
+def test_champion_from_another_spec_is_refused(serve_settings, tmp_path) -> None:
+    spec = tmp_path / "narrow.yaml"
+    spec.write_text(
+        "name: narrow\nid: lead_id\nfields: {industry: {type: categorical}}\n"
+        "labels: {accepted: {column: s, positive: [a], negative: [r]}}\n"
+        "split: {method: stratified}\n"
+    )
+    settings = serve_settings.model_copy(update={"spec_path": spec})
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/ready")
+    assert ready.status_code == 503 and "does not have" in ready.json()["detail"]

@@ -99,18 +99,33 @@ def normalize(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     Unreadable cells become missing here; the pipeline rejects such rows before it gets this far,
     and serving validates them at the edge, so this never hides an error from a user.
     """
+    parsed = {
+        name: parse_field(
+            frame[name] if name in frame else pd.Series(pd.NA, index=frame.index, dtype=object),
+            field,
+            spec.missing_markers(name),
+        )
+        for name, field in spec.fields.items()
+    }
+    stamps = parse_timestamps(frame[spec.timestamp]) if spec.timestamp in frame else None
+    return assemble_clean(parsed, stamps, spec, frame.index)
+
+
+def assemble_clean(
+    parsed: dict[str, Parsed], stamps: pd.Series | None, spec: DatasetSpec, index: pd.Index
+) -> pd.DataFrame:
+    """The clean view from already parsed columns (the loader parses once, to validate)."""
     columns: dict[str, pd.Series] = {}
     for name, field in spec.fields.items():
-        raw = frame[name] if name in frame else pd.Series(pd.NA, index=frame.index, dtype=object)
-        parsed = parse_field(raw, field, spec.missing_markers(name))
-        values = parsed.values.mask(parsed.missing | parsed.bad)
+        column = parsed[name]
         if field.type is FieldType.text and field.is_personal:
             # A name's only legitimate signal is whether it was given.
-            values = pd.Series(np.where(parsed.missing, np.nan, 1.0), index=frame.index)
-        columns[name] = values
-    clean = pd.DataFrame(columns, index=frame.index)
-    if spec.timestamp and spec.timestamp in frame:
-        clean = clean.join(time_features(parse_timestamps(frame[spec.timestamp])))
+            columns[name] = pd.Series(np.where(column.missing, np.nan, 1.0), index=index)
+        else:
+            columns[name] = column.values.mask(column.missing | column.bad)
+    clean = pd.DataFrame(columns, index=index)
+    if stamps is not None:
+        clean = clean.join(time_features(stamps))
     return clean
 
 

@@ -31,8 +31,20 @@ def score_frame(
     loaded: LoadedModel, leads: pd.DataFrame, sla_hours: int, with_reasons: bool = False
 ) -> Scored:
     """Score raw leads (the spec's columns, any subset) with a registered model."""
+    spec = loaded.model.spec
+    lead_ids = leads[spec.id].to_numpy() if spec.id and spec.id in leads else None
+    return score_clean(loaded, normalize(leads, spec), lead_ids, sla_hours, with_reasons)
+
+
+def score_clean(
+    loaded: LoadedModel,
+    clean: pd.DataFrame,
+    lead_ids: np.ndarray | None,
+    sla_hours: int,
+    with_reasons: bool = False,
+) -> Scored:
+    """Score leads already in the clean view (a validated file has it at hand)."""
     model, spec = loaded.model, loaded.model.spec
-    clean = normalize(leads, spec)
     predicted = model.predict_clean(clean)
     rules = model.criteria.score(clean, spec)
     p_accept = predicted["p_accept"].to_numpy()
@@ -40,7 +52,7 @@ def score_frame(
     route = routes(p_accept, loaded.routing_threshold)
     table = pd.DataFrame(
         {
-            "lead_id": leads[spec.id].to_numpy() if spec.id and spec.id in leads else None,
+            "lead_id": lead_ids,
             "p_accept": p_accept.round(6),
             "p_sql": predicted["p_sql"].to_numpy().round(6) if "p_sql" in predicted else np.nan,
             "tier": tier,

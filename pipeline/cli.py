@@ -125,8 +125,9 @@ def score(
         ..., help="Leads file to score (CSV or Parquet; labels not needed)."
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the scored CSV."),
-    spec: Path = typer.Option(None, "--spec", "-s", help="Dataset spec YAML [default: built-in]."),
-    model_name: str = typer.Option(None, help="Registered model [default: the spec's]."),
+    model_name: str = typer.Option(
+        None, help="Registered model [default: SAL_MODEL_NAME or lead-acceptance]."
+    ),
     alias: str = typer.Option("champion", help="Registry alias to score with."),
     reasons: bool = typer.Option(False, help="Add the top reasons each way (slower)."),
     rejects: Path = typer.Option(None, help="Where to write rows that fail validation."),
@@ -134,16 +135,14 @@ def score(
     """Score a file of leads with the registered champion: the API's fields, one row a lead."""
     from models.decision import DEFAULT_ROUTING_THRESHOLD, DEFAULT_SLA_HOURS
     from models.registry import load_by_alias
-    from models.spec import load_spec
     from pipeline.score import score_file
 
     settings = get_settings()
-    lead_spec = load_spec(spec or settings.builtin_spec)
-    name = model_name or settings.model_name or lead_spec.model_name or "lead-acceptance"
+    name = model_name or settings.model_name or "lead-acceptance"
     try:
         loaded = load_by_alias(settings.tracking_uri, name, alias, DEFAULT_ROUTING_THRESHOLD)
         rejects = rejects or output.with_name(f"{output.stem}.rejects.csv")
-        report = score_file(data, lead_spec, loaded, output, DEFAULT_SLA_HOURS, reasons, rejects)
+        report = score_file(data, loaded, output, DEFAULT_SLA_HOURS, reasons, rejects)
     except _USER_ERRORS as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(code=2) from exc

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.features import parse_field, parse_timestamps
+from models.features import Parsed, assemble_clean, parse_field, parse_timestamps
 from models.spec import DatasetSpec, LabelSpec
 
 log = logging.getLogger(__name__)
@@ -61,9 +61,12 @@ class LoadReport:
 
 @dataclass
 class Leads:
-    """Validated rows of a leads file (raw text, index = row number - 1) and the load report."""
+    """Validated rows of a leads file: raw text (index = row number - 1), the clean view of the
+    same rows (models.features.normalize, computed from the validation's own parse) and the
+    load report."""
 
     frame: pd.DataFrame
+    clean: pd.DataFrame
     report: LoadReport
 
 
@@ -81,7 +84,13 @@ def load_leads(
     required = spec.required_columns if labelled else spec.lead_columns
     raw, bad_lines = _read(path, spec)
     _check_columns(path, raw, spec, required)
-    errors = pd.concat([bad_lines, *_row_errors(raw, spec, labelled)], ignore_index=True)
+    parsed = {
+        name: parse_field(raw[name], f, spec.missing_markers(name))
+        for name, f in spec.fields.items()
+    }
+    stamps = parse_timestamps(raw[spec.timestamp]) if spec.timestamp else None
+    row_errors = _row_errors(raw, spec, labelled, parsed, stamps)
+    errors = pd.concat([bad_lines, *row_errors], ignore_index=True)
     errors = _with_lead_ids(errors, raw, spec)
     rows_read = len(raw) + len(bad_lines)
     rejected_rows = errors.loc[errors["row"].notna(), "row"].astype(int).unique()
@@ -113,7 +122,8 @@ def load_leads(
         )
     # Only the columns the spec uses travel on: at a million rows the rest is most of the memory.
     kept = raw.drop(index=rejected_rows - 1)[required]
-    return Leads(frame=kept, report=report)
+    clean = assemble_clean(parsed, stamps, spec, raw.index).loc[kept.index]
+    return Leads(frame=kept, clean=clean, report=report)
 
 
 def label_values(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.Series, pd.Series | None]:
@@ -220,13 +230,18 @@ def _sniff_delimiter(header: str) -> str | None:
 
 
 # -- row validation ------------------------------------------------------------------------------
-def _row_errors(raw: pd.DataFrame, spec: DatasetSpec, labelled: bool) -> list[pd.DataFrame]:
-    found = [_field_errors(raw, spec, name) for name in spec.fields]
+def _row_errors(
+    raw: pd.DataFrame,
+    spec: DatasetSpec,
+    labelled: bool,
+    parsed: dict[str, Parsed],
+    stamps: pd.Series | None,
+) -> list[pd.DataFrame]:
+    found = [_field_errors(raw, spec, name, parsed[name]) for name in spec.fields]
     if spec.id:
         found.append(_id_errors(raw[spec.id], spec.id))
     if spec.timestamp:
-        stamps = raw[spec.timestamp].str.strip()
-        unreadable = (stamps == "") | parse_timestamps(stamps).isna()
+        unreadable = (raw[spec.timestamp].str.strip() == "") | stamps.isna()
         found.append(
             _errors(
                 raw[spec.timestamp], unreadable, spec.timestamp, "bad timestamp", "not a date/time"
@@ -238,9 +253,8 @@ def _row_errors(raw: pd.DataFrame, spec: DatasetSpec, labelled: bool) -> list[pd
     return found
 
 
-def _field_errors(raw: pd.DataFrame, spec: DatasetSpec, name: str) -> pd.DataFrame:
+def _field_errors(raw: pd.DataFrame, spec: DatasetSpec, name: str, parsed: Parsed) -> pd.DataFrame:
     field_spec = spec.fields[name]
-    parsed = parse_field(raw[name], field_spec, spec.missing_markers(name))
     if not parsed.bad.any():
         return _empty_errors()
     problem = {

@@ -21,7 +21,6 @@ import pandas as pd
 
 from models.acceptance import AcceptanceModel
 from models.criteria import Criteria, load_criteria
-from models.features import normalize
 from models.pyfunc import to_signature_types
 from models.spec import DatasetSpec, SpecError, load_spec
 from pipeline.audit import audit_leakage
@@ -112,7 +111,7 @@ def _train(
     with _stage(2, "labels and split"):
         accepted, sql = label_values(leads.frame, spec)
         split = split_leads(leads.frame, accepted, spec, seed=config.seed)
-        clean = normalize(leads.frame, spec)
+        clean = leads.clean
         slices = {
             name: _slice(clean, accepted, sql, split, name) for name in ("train", "valid", "test")
         }

@@ -182,6 +182,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        access_log=False,  # a log line per request costs more than scoring the lead
     )
 
 

@@ -133,6 +133,7 @@ def _train(
         scores, evaluation, sql_evaluation = _evaluate(model, slices, config)
     return RunRecord(
         leads=leads,
+        accepted=accepted,
         spec=spec,
         criteria=criteria,
         config=config,
@@ -230,7 +231,7 @@ def _summary(
     run_id: str, settings: PipelineSettings, registration: Registration, record: RunRecord
 ) -> TrainSummary:
     report = record.leads.report
-    accepted, _ = label_values(record.leads.frame, record.spec)
+    accepted = record.accepted  # labelled once, in stage 2
     data = {
         "path": report.path,
         "rows_read": report.rows_read,

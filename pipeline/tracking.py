@@ -38,6 +38,7 @@ class RunRecord:
     """What one training run produced, as logged to MLflow and summarised."""
 
     leads: Leads
+    accepted: pd.Series  # the acceptance label of every kept lead (NaN: undecided)
     spec: DatasetSpec
     criteria: Criteria
     config: TrainConfig

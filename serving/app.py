@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
+from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models import store
@@ -25,6 +26,7 @@ from models.spec import load_spec
 from serving.reload import ModelHolder
 from serving.schemas import (
     Health,
+    OutcomeBase,
     Ready,
     Recorded,
     Reloaded,
@@ -169,7 +171,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
     return app
 
 
-def _require_known_leads(engine, batch: list) -> None:
+def _require_known_leads(engine: Engine, batch: list[OutcomeBase]) -> None:
     without_features = [o.lead_id for o in batch if o.lead is None]
     known = store.scored_lead_ids(engine, without_features) if without_features else set()
     errors = [

@@ -16,6 +16,19 @@ DEFAULT_SLA_HOURS = 24
 TIERS = (("A", 0.8), ("B", 0.6), ("C", 0.4), ("D", 0.0))
 
 
+def tier_of(p_accept: float) -> str:
+    """One lead's tier (the hot path's scalar twin of `tiers`)."""
+    return next(name for name, low in TIERS if p_accept >= low)
+
+
+def route_of(p_accept: float, threshold: float) -> str:
+    return "sales" if p_accept >= threshold else "nurture"
+
+
+def disagrees(rule_pass: bool, tier: str) -> bool:
+    return (rule_pass and tier == "D") or (not rule_pass and tier == "A")
+
+
 def tiers(p_accept: np.ndarray) -> np.ndarray:
     bands = np.array([low for _, low in TIERS])
     names = np.array([name for name, _ in TIERS])

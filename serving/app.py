@@ -10,19 +10,22 @@ import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from datetime import UTC, datetime
+from functools import partial
+from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Query, status
+from fastapi import Body, Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import SecretStr
+from pydantic import SecretStr, TypeAdapter, ValidationError
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models import store
 from models.registry import LoadedModel
 from models.spec import load_spec
+from serving.logwriter import ScoringLogWriter
 from serving.reload import ModelHolder
 from serving.schemas import (
     Health,
@@ -50,6 +53,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.engine = store.connect(settings.database_url)
+        app.state.log_writer = ScoringLogWriter(app.state.engine)
         await asyncio.to_thread(models.reload, True)
         watcher = None
         if settings.reload_seconds > 0:
@@ -57,6 +61,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
         yield
         if watcher is not None:
             watcher.cancel()
+        await asyncio.to_thread(app.state.log_writer.close)
         app.state.engine.dispose()
 
     app = FastAPI(
@@ -68,15 +73,10 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     bearer = HTTPBearer(auto_error=False, description="API key (scoring or admin role)")
 
-    async def require_scorer(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> None:
-        _check_key(credentials, [*settings.score_keys, *settings.admin_keys])
-
     async def require_admin(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
-        _check_key(credentials, settings.admin_keys)
+        _check_key(credentials.credentials if credentials else None, settings.admin_keys)
 
     async def current_model() -> LoadedModel:
         loaded = models.loaded  # one reference for the whole request, whatever a reload does
@@ -95,22 +95,35 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
         """Readiness: a model is loaded and scoring will answer."""
         return Ready(status="ready", model_name=loaded.name, model_version=loaded.version)
 
+    # The hot route reads its own body, key and flag: FastAPI's parameter machinery (dependency
+    # solving, JSON decoding to dicts, then validation) costs more than scoring the lead does.
+    # pydantic validates the raw JSON in one pass and errors keep FastAPI's 422 shape; the
+    # OpenAPI operation is declared below, so the docs are the same as for a declared route.
+    leads_adapter = TypeAdapter(lead | list[lead])
+    scoring_keys = [*settings.score_keys, *settings.admin_keys]
+
     @app.post(
         "/v1/leads/score",
         response_model=ScoreResponse,
         tags=["scoring"],
-        dependencies=[Depends(require_scorer)],
+        openapi_extra=_score_operation(lead.__name__),
         responses={
+            401: {"description": "missing API key"},
+            403: {"description": "API key without the scoring role"},
             413: {"description": "batch larger than the configured maximum"},
+            422: {"description": "invalid leads: each error names the field"},
             503: {"description": "no model loaded yet"},
         },
     )
-    async def score(
-        leads: Annotated[lead | list[lead], Body(description="one lead, or a list of leads")],
-        loaded: Annotated[LoadedModel, Depends(current_model)],
-        reasons: Annotated[bool, Query(description="include the top reasons each way")] = False,
-    ) -> ScoreResponse:
+    async def score(request: Request) -> Response:
         """Score one MQL or a batch: probabilities, tier, route, rule criteria and reasons."""
+        _check_key(_bearer_token(request.headers.get("authorization")), scoring_keys)
+        loaded = await current_model()
+        reasons = _flag(request.query_params.get("reasons"), "reasons")
+        try:
+            leads = leads_adapter.validate_json(await request.body())
+        except ValidationError as exc:
+            raise RequestValidationError(_body_errors(exc)) from None
         batch = leads if isinstance(leads, list) else [leads]
         if len(batch) > settings.max_batch:
             raise HTTPException(
@@ -118,11 +131,14 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
                 f"{len(batch)} leads in one request; the maximum is {settings.max_batch}",
             )
 
-        def work() -> ScoreResponse:
+        def work() -> Response:
             dicts = as_dicts(batch, spec)
             scores = score_leads(loaded, dicts, reasons, settings.sales_sla_hours)
-            store.log_scores(app.state.engine, log_rows(loaded, dicts, scores))
-            return ScoreResponse(scores=scores)
+            app.state.log_writer.submit(partial(log_rows, loaded, dicts, scores, datetime.now(UTC)))
+            # Built and typed by us already: skip FastAPI's re-validation of the response model
+            # (it would cost a third of the request); `response_model` still documents it.
+            body = ScoreResponse(scores=scores).model_dump_json().encode()
+            return Response(body, media_type="application/json")
 
         # One lead is cheaper than a thread hop; a big batch must not stall the event loop.
         return work() if len(batch) <= FAST_PATH_MAX else await asyncio.to_thread(work)
@@ -160,6 +176,12 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
                 f"at most {settings.max_batch} outcomes per request",
             )
+        # A lead scored a moment ago may still be on its way to the log.
+        if not app.state.log_writer.flush():
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"the scoring log is not being written ({app.state.log_writer.error}); retry",
+            )
         _require_known_leads(app.state.engine, batch)
         unscored = [o for o in batch if o.lead is not None]
         store.log_scores(app.state.engine, [feature_row(spec, o.lead_id, o.lead) for o in unscored])
@@ -188,18 +210,66 @@ def _require_known_leads(engine: Engine, batch: list[OutcomeBase]) -> None:
         raise RequestValidationError(errors)
 
 
-def _check_key(credentials: HTTPAuthorizationCredentials | None, keys: list[SecretStr]) -> None:
-    if credentials is None:
+def _check_key(token: str | None, keys: list[SecretStr]) -> None:
+    if not token:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing bearer API key",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    given = credentials.credentials.encode()
+    given = token.encode()
     # Compare with every key, in constant time, so timing says nothing about which was close.
     matches = [hmac.compare_digest(given, key.get_secret_value().encode()) for key in keys]
     if not any(matches):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "API key not valid for this endpoint")
+
+
+def _bearer_token(header: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header (scheme case-insensitive)."""
+    scheme, _, token = (header or "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+_FLAG = TypeAdapter(bool)
+
+
+def _flag(value: str | None, name: str) -> bool:
+    """A boolean query parameter, spelled as FastAPI accepts it (true/1/yes/on, false/0/no/off)."""
+    if value is None:
+        return False
+    try:
+        return _FLAG.validate_python(value)
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("query", name)} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from None
+
+
+def _body_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    return [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+
+
+def _score_operation(lead_schema: str) -> dict[str, Any]:
+    """The OpenAPI parts FastAPI would derive from declared parameters: body, flag, key."""
+    one = {"$ref": f"#/components/schemas/{lead_schema}"}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": "one lead, or a list of leads",
+            "content": {
+                "application/json": {"schema": {"anyOf": [one, {"type": "array", "items": one}]}}
+            },
+        },
+        "parameters": [
+            {
+                "name": "reasons",
+                "in": "query",
+                "required": False,
+                "description": "include the top reasons each way",
+                "schema": {"type": "boolean", "default": False},
+            }
+        ],
+        "security": [{"HTTPBearer": []}],
+    }
 
 
 class BodyLimit:

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import numpy as np
 import pandas as pd
 from pydantic import BaseModel
 
-from models.decision import disagreements, routes, tiers
+from models.decision import disagrees, route_of, tier_of
 from models.explain import explain_row
 from models.fastpath import FastScore
 from models.features import redact_personal
@@ -49,13 +48,14 @@ def score_leads(
     return [_from_frame(loaded, scored, i) for i in range(len(frame))]
 
 
-def log_rows(loaded: LoadedModel, leads: list[dict], scores: list[LeadScore]) -> list[dict]:
+def log_rows(
+    loaded: LoadedModel, leads: list[dict], scores: list[LeadScore], scored_at: datetime
+) -> list[dict]:
     """Scoring-log rows: the features as scored (personal values reduced), and the result."""
-    now = datetime.now(UTC)
     return [
         {
             "lead_id": score.lead_id or "",
-            "scored_at": now,
+            "scored_at": scored_at,
             "features": _json_safe(loaded.scorer.redacted(lead)),
             "model_name": loaded.name,
             "model_version": loaded.version,
@@ -79,24 +79,26 @@ def feature_row(spec: DatasetSpec, lead_id: str, lead: BaseModel) -> dict:
 
 def _from_fast(loaded: LoadedModel, lead: dict, with_reasons: bool, sla_hours: int) -> LeadScore:
     fast: FastScore = loaded.scorer.score(lead)
-    tier = str(tiers(np.array([fast.p_accept]))[0])
-    route = str(routes(np.array([fast.p_accept]), loaded.routing_threshold)[0])
+    tier = tier_of(fast.p_accept)
+    route = route_of(fast.p_accept, loaded.routing_threshold)
     criteria = loaded.model.criteria
     reasons = explain_row(loaded.model, fast.row, fast.clean) if with_reasons else None
-    return LeadScore(
+    # model_construct: every value is built here from typed model output, so validating it again
+    # would only spend time (a third of the scoring); tests check the answers against the schema.
+    return LeadScore.model_construct(
         lead_id=lead.get(loaded.model.spec.id) if loaded.model.spec.id else None,
         p_accept=round(fast.p_accept, 6),
         p_sql=None if fast.p_sql is None else round(fast.p_sql, 6),
         tier=tier,
         route=route,
         sla_hours=sla_hours if route == "sales" else None,
-        rules=RuleCriteria(
+        rules=RuleCriteria.model_construct(
             version=criteria.version_id,
             total=round(fast.rule_total, 2),
             passed=fast.rule_pass,
             pass_score=criteria.pass_score,
             criteria=[
-                CriterionScore(
+                CriterionScore.model_construct(
                     name=name,
                     weight=crit.weight,
                     score=round(fast.breakdown[name], 2),
@@ -105,7 +107,7 @@ def _from_fast(loaded: LoadedModel, lead: dict, with_reasons: bool, sla_hours: i
                 for name, crit in criteria.criteria.items()
             ],
         ),
-        disagreement=bool(disagreements(np.array([fast.rule_pass]), np.array([tier]))[0]),
+        disagreement=disagrees(fast.rule_pass, tier),
         reasons=[ReasonOut(**r.__dict__, text=r.text) for r in reasons] if reasons else None,
         model_version=loaded.version,
         criteria_version=criteria.version_id,

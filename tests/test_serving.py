@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from serving.app import create_app
 from serving.reload import ModelHolder, load_champion
+from serving.schemas import ScoreResponse
 from tests.conftest import ADMIN_KEY, AUTH
 
 
@@ -156,3 +157,40 @@ def test_champion_from_another_spec_is_refused(serve_settings, tmp_path) -> None
     with TestClient(create_app(settings)) as client:
         ready = client.get("/ready")
     assert ready.status_code == 503 and "does not have" in ready.json()["detail"]
+
+
+def test_scoring_flag_and_key_are_checked_like_declared_parameters(client, leads) -> None:
+    bad_flag = client.post("/v1/leads/score?reasons=perhaps", json=leads[0], headers=AUTH)
+    assert bad_flag.status_code == 422
+    assert bad_flag.json()["detail"][0]["loc"] == ["query", "reasons"]
+    token = AUTH["Authorization"].split(" ", 1)[1]
+    lower = client.post(
+        "/v1/leads/score", json=leads[0], headers={"authorization": f"bearer {token}"}
+    )
+    assert lower.status_code == 200
+    basic = client.post(
+        "/v1/leads/score", json=leads[0], headers={"Authorization": f"Basic {token}"}
+    )
+    assert basic.status_code == 401
+
+
+def test_answers_match_the_documented_response_schema(client, leads) -> None:
+    for reasons in ("false", "true"):
+        response = client.post(f"/v1/leads/score?reasons={reasons}", json=leads[:3], headers=AUTH)
+        parsed = ScoreResponse.model_validate_json(response.content)  # strict round trip
+        assert parsed.model_dump(mode="json") == response.json()
+        assert (parsed.scores[0].reasons is not None) == (reasons == "true")
+
+
+def test_openapi_documents_the_scoring_operation(client) -> None:
+    schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/v1/leads/score"]["post"]
+    body = operation["requestBody"]["content"]["application/json"]["schema"]["anyOf"]
+    lead_ref = body[0]["$ref"].rsplit("/", 1)[-1]
+    assert lead_ref.startswith("Lead_") and lead_ref in schema["components"]["schemas"]
+    assert body[1]["items"]["$ref"] == body[0]["$ref"]
+    assert [p["name"] for p in operation["parameters"]] == ["reasons"]
+    assert operation["security"] == [{"HTTPBearer": []}]
+    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+    response = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    assert response["$ref"].endswith("/ScoreResponse")

@@ -118,9 +118,10 @@ class Labels(_Strict):
 
 
 class SplitSpec(_Strict):
-    """How to hold data out: by time when a timestamp exists, else stratified at random."""
+    """How to hold data out: by time when a timestamp exists; by row order when the file is in
+    time order without a date column (the last rows are the most recent); else stratified."""
 
-    method: Literal["time", "stratified"] = "time"
+    method: Literal["time", "order", "stratified"] = "time"
     test_fraction: Annotated[float, Field(gt=0, lt=0.9)] = 0.2
     valid_fraction: Annotated[float, Field(gt=0, lt=0.5)] = 0.1
 

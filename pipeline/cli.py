@@ -208,7 +208,7 @@ def _render(summary) -> str:
                 f"{m['log_loss']:>9.4f}{m['ece']:>7.4f}{m['top_decile_rate']:>8.3f}"
                 f"{m['top_decile_lift']:>6.2f}"
             )
-    lines.append("")
+    lines += ["", *_render_routing(summary.routing), ""]
     if summary.leakage:
         lines.append("leakage audit:")
         lines += [
@@ -219,6 +219,55 @@ def _render(summary) -> str:
         lines.append("leakage audit: no column flagged")
     lines += [f"warning: {w}" for w in summary.warnings]
     return "\n".join(lines)
+
+
+def _render_routing(routing: dict) -> list[str]:
+    policy, later = routing["policy"], routing["later_slice"]
+    rules_valid, rules_later = routing["rules_on_validation"], routing["rules_on_later_slice"]
+    lines = [
+        f"routing ({policy['mode'].replace('_', ' ')}): P(accept) >= {policy['threshold']:.4f}"
+        + ("" if policy["met"] else "  [TARGET NOT MET: best achievable]"),
+        f"  {policy['note']}",
+        f"{'':<28}{'routed':>8}{'accept rate':>13}{'lower bound':>13}{'recall':>8}",
+    ]
+    rows = (
+        (
+            "model, validation (chosen)",
+            policy["coverage"],
+            policy["observed_rate"],
+            policy["promised_rate"],
+            policy["recall"],
+        ),
+        (
+            "model, later test slice",
+            later["coverage"],
+            later["acceptance_rate"],
+            later["lower_bound"],
+            later["recall"],
+        ),
+        (
+            "rules pass, validation",
+            rules_valid["coverage"],
+            rules_valid["acceptance_rate"],
+            rules_valid["lower_bound"],
+            rules_valid["recall"],
+        ),
+        (
+            "rules pass, later slice",
+            rules_later["coverage"],
+            rules_later["acceptance_rate"],
+            rules_later["lower_bound"],
+            rules_later["recall"],
+        ),
+    )
+    for name, *values in rows:
+        cells = zip(values, (8, 13, 13, 8), strict=True)
+        lines.append(f"  {name:<26}" + "".join(_pct(v, w) for v, w in cells))
+    return lines
+
+
+def _pct(value: float | None, width: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.1%}"
 
 
 if __name__ == "__main__":

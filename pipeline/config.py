@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from models.spec import SpecError, format_validation_errors, load_yaml
 
@@ -22,6 +22,29 @@ class GateConfig(BaseModel):
     champion_margin: Annotated[float, Field(ge=0)] = 0.002
 
 
+class RoutingConfig(BaseModel):
+    """How the routing threshold is chosen on the validation slice (see models/policy.py).
+
+    acceptance_rate: the lowest threshold whose routed leads' acceptance rate has a lower
+    confidence bound at or above `target`. capacity: the top `capacity` leads per `period` by
+    P(accept), the volume per period measured on the validation slice.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["acceptance_rate", "capacity"] = "acceptance_rate"
+    target: Annotated[float, Field(gt=0, lt=1)] = 0.90
+    confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.95
+    bound: Literal["wilson", "clopper_pearson"] = "wilson"
+    capacity: Annotated[int, Field(ge=1)] | None = None
+    period: Literal["day", "week"] = "week"
+
+    @model_validator(mode="after")
+    def _capacity_given(self) -> RoutingConfig:
+        if self.mode == "capacity" and self.capacity is None:
+            raise ValueError("capacity mode needs `capacity` (leads sales can work per period)")
+        return self
+
+
 class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     seed: int = 42
@@ -31,6 +54,7 @@ class TrainConfig(BaseModel):
     encoder: EncoderConfig = EncoderConfig()
     logistic_max_rows: Annotated[int, Field(ge=100)] = 200_000
     gate: GateConfig = GateConfig()
+    routing: RoutingConfig = RoutingConfig()
 
 
 def load_train_config(path: str | Path) -> TrainConfig:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import mlflow
 import numpy as np
@@ -28,6 +29,7 @@ class Champion:
     version: str
     roc_auc: float | None  # None: it could not score this slice (e.g. a different schema)
     problem: str | None = None
+    policy_met: bool | None = None  # its routing promise held when it was trained (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -47,15 +49,24 @@ def current_champion(name: str, test_leads: pd.DataFrame, labels: pd.Series) -> 
         version = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
+    met = version.tags.get("routing_met")
+    policy_met = None if met is None else met == "true"
     try:
         model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
         scores = model.predict(test_leads)["p_accept"].to_numpy()
     except Exception as exc:
         log.warning("champion v%s cannot score this test slice: %s", version.version, exc)
         return Champion(
-            version=str(version.version), roc_auc=None, problem=str(exc).splitlines()[0]
+            version=str(version.version),
+            roc_auc=None,
+            problem=str(exc).splitlines()[0],
+            policy_met=policy_met,
         )
-    return Champion(version=str(version.version), roc_auc=float(roc_auc_score(labels, scores)))
+    return Champion(
+        version=str(version.version),
+        roc_auc=float(roc_auc_score(labels, scores)),
+        policy_met=policy_met,
+    )
 
 
 def register(
@@ -66,14 +77,15 @@ def register(
     champion: Champion | None,
     gate: GateConfig,
     tags: dict[str, str],
+    policy_met: bool = True,
 ) -> Registration:
     """Register `model_uri` as a new version of `name` and move `champion` if the gate passes."""
     client = MlflowClient()
     version = mlflow.register_model(model_uri, name, tags=tags).version
-    moved, reason = decide(candidate_auc, rules_auc, champion, gate)
+    moved, reason = decide(candidate_auc, rules_auc, champion, gate, policy_met)
     client.set_model_version_tag(name, version, "gate", reason)
     if moved:
-        client.set_registered_model_alias(name, CHAMPION, version)
+        promote(name, str(version), reason)
     log.info(
         "registered %s v%s; champion %s: %s",
         name,
@@ -90,10 +102,51 @@ def register(
     )
 
 
+def promote(name: str, version: str, reason: str) -> None:
+    """Point `champion` at `version`, stamping when and why (what `sal rollback` reads)."""
+    client = MlflowClient()
+    client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_model_version_tag(name, version, "promoted_at", datetime.now(UTC).isoformat())
+    client.set_model_version_tag(name, version, "promotion_reason", reason[:4000])
+
+
+def rollback_target(name: str) -> str | None:
+    """The version promoted most recently before the current champion, if any."""
+    client = MlflowClient()
+    current = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    promoted = [
+        (v.tags["promoted_at"], str(v.version))
+        for v in client.search_model_versions(f"name = '{name}'")
+        if "promoted_at" in v.tags and str(v.version) != current
+    ]
+    return max(promoted)[1] if promoted else None
+
+
 def decide(
+    candidate_auc: float,
+    rules_auc: float,
+    champion: Champion | None,
+    gate: GateConfig,
+    policy_met: bool = True,
+) -> tuple[bool, str]:
+    """The promotion gate as a pure function: (move?, reason in words).
+
+    Besides ranking, the routing promise must not regress: a model whose policy cannot reach its
+    acceptance target does not replace a champion whose policy could.
+    """
+    flag = "" if policy_met else " (its routing promise is not met: best achievable, flagged)"
+    moved, reason = _decide_auc(candidate_auc, rules_auc, champion, gate)
+    if moved and not policy_met and champion is not None and champion.policy_met:
+        return False, (
+            f"its routing policy does not reach the acceptance target on the validation slice, "
+            f"while champion v{champion.version}'s did"
+        )
+    return moved, reason + flag
+
+
+def _decide_auc(
     candidate_auc: float, rules_auc: float, champion: Champion | None, gate: GateConfig
 ) -> tuple[bool, str]:
-    """The promotion gate as a pure function: (move?, reason in words)."""
     gain = candidate_auc - rules_auc
     if not np.isfinite(candidate_auc) or gain <= gate.min_gain_over_rules:
         return False, (

@@ -21,14 +21,17 @@ import pandas as pd
 
 from models.acceptance import AcceptanceModel
 from models.criteria import Criteria, load_criteria
+from models.features import parse_timestamps
+from models.profile import build_profile
 from models.pyfunc import to_signature_types
 from models.spec import DatasetSpec, SpecError, load_spec
-from pipeline.audit import audit_leakage
+from pipeline.audit import AuditReport, audit_leakage
 from pipeline.baselines import fit_logistic, fit_rule_calibration, predict_logistic
 from pipeline.config import TrainConfig, load_train_config
 from pipeline.evaluate import Evaluation, evaluate
 from pipeline.load import Leads, label_values, load_leads
 from pipeline.register import Registration, current_champion, register
+from pipeline.routing import Held, RoutingEvidence, choose_routing
 from pipeline.settings import PipelineSettings
 from pipeline.split import Split, split_leads
 from pipeline.tracking import RunRecord, log_model, log_run
@@ -53,6 +56,7 @@ class TrainSummary:
     leakage: list[dict[str, str]]
     metrics: dict[str, dict[str, float]]
     sql_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    routing: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -129,8 +133,18 @@ def _train(
             excluded_by_audit=audit.excluded,
             trained_at=pd.Timestamp.now(tz="UTC").isoformat(),
         )
-    with _stage(5, "baselines and evaluation"):
+    with _stage(5, "baselines, evaluation and routing policy"):
         scores, evaluation, sql_evaluation = _evaluate(model, slices, config)
+        routing = _routing(model, slices, leads.frame, config)
+        # Stored in the model itself, so whatever serves or monitors it has them at hand. The
+        # profile: inputs as the model learnt them (training slice), scores out of sample (test).
+        model.metadata.update(
+            routing_policy=routing.policy.to_dict(),
+            profile=build_profile(
+                slices["train"].clean, model.spec, scores["model"], model.feature_names
+            ),
+        )
+        model.metadata["card"] = _card(model, split, evaluation, sql_evaluation, routing, audit)
     return RunRecord(
         leads=leads,
         accepted=accepted,
@@ -145,7 +159,62 @@ def _train(
         scores=scores,
         evaluation=evaluation,
         sql_evaluation=sql_evaluation,
+        routing=routing,
     )
+
+
+def _routing(
+    model: AcceptanceModel, slices: dict[str, Slice], frame: pd.DataFrame, config: TrainConfig
+) -> RoutingEvidence:
+    """The policy chosen on the validation slice and checked on the later test slice."""
+
+    def held(part: Slice) -> Held:
+        predicted = model.predict_clean(part.clean)
+        stamp = model.spec.timestamp
+        return Held(
+            p_accept=predicted["p_accept"].to_numpy(),
+            accepted=part.accepted.to_numpy(dtype=int),
+            rule_pass=predicted["rule_pass"].to_numpy(dtype=bool),
+            timestamps=parse_timestamps(frame.loc[part.clean.index, stamp]) if stamp else None,
+        )
+
+    return choose_routing(config.routing, held(slices["valid"]), held(slices["test"]))
+
+
+def _card(
+    model: AcceptanceModel,
+    split: Split,
+    evaluation: Evaluation,
+    sql_evaluation: Evaluation | None,
+    routing: RoutingEvidence,
+    audit: AuditReport,
+) -> dict[str, Any]:
+    """The model card's facts (rendered by the service and the training report)."""
+    importance = model.accept.importance(model.feature_names).head(10)
+    window = split.windows.get("train")
+    limits = [
+        f"Trained on {len(split.train):,} labelled leads"
+        + (f" ({window[0]} to {window[1]})" if window else "")
+        + "; leads unlike these (new markets, sources or products) are scored with less evidence.",
+        "Undecided leads are left out of training: if sales is slower to decide on some kinds of "
+        "lead, those are under-represented.",
+        "P(accept) is calibrated on the validation slice; recalibrate (retrain) when the live "
+        "acceptance rate moves away from it (`sal monitor` checks).",
+    ]
+    if not routing.policy.met:
+        limits.append(f"Routing promise not met: {routing.policy.note}")
+    if audit.excluded:
+        limits.append(f"Left out as likely leakage: {', '.join(audit.excluded)}.")
+    return {
+        "spec": model.spec.name,
+        "criteria_version": model.criteria.version_id,
+        "split": split.describe(),
+        "metrics": _rounded(evaluation.overall),
+        "sql_metrics": _rounded(sql_evaluation.overall) if sql_evaluation else {},
+        "policy": routing.to_dict(),
+        "top_features": {name: round(float(v), 4) for name, v in importance.items()},
+        "limits": limits,
+    }
 
 
 def _without(spec: DatasetSpec, excluded: list[str]) -> DatasetSpec:
@@ -215,6 +284,7 @@ def _register(model_uri: str, name: str, record: RunRecord) -> Registration:
         "criteria_version": record.criteria.version_id,
         "data_sha256": record.leads.report.sha256,
         "test_roc_auc": f"{model_auc:.4f}",
+        **record.routing.policy.tags(),
     }
     return register(
         model_uri,
@@ -224,6 +294,7 @@ def _register(model_uri: str, name: str, record: RunRecord) -> Registration:
         champion,
         record.config.gate,
         tags,
+        policy_met=record.routing.policy.met,
     )
 
 
@@ -253,6 +324,7 @@ def _summary(
         leakage=record.audit.describe(),
         metrics=_rounded(record.evaluation.overall),
         sql_metrics=_rounded(record.sql_evaluation.overall) if record.sql_evaluation else {},
+        routing=record.routing.to_dict(),
         warnings=report.warnings,
     )
 

@@ -48,6 +48,8 @@ def split_leads(frame: pd.DataFrame, labels: pd.Series, spec: DatasetSpec, seed:
     labelled = labels.index[labels.notna()]
     if spec.split.method == "time":
         return _by_time(parse_timestamps(frame.loc[labelled, spec.timestamp]), spec)
+    if spec.split.method == "order":
+        return _by_order(labelled, spec)
     return _stratified(labels.loc[labelled], spec, seed)
 
 
@@ -65,6 +67,21 @@ def _by_time(stamps: pd.Series, spec: DatasetSpec) -> Split:
         for name, index in slices.items()
     }
     return Split(method="time", windows=windows, **slices)
+
+
+def _by_order(labelled: pd.Index, spec: DatasetSpec) -> Split:
+    """Out of time by position: for files kept in time order that carry no date column."""
+    n = len(labelled)
+    test_start = n - round(n * spec.split.test_fraction)
+    valid_start = test_start - round(n * spec.split.valid_fraction)
+    slices = {
+        "train": labelled[:valid_start],
+        "valid": labelled[valid_start:test_start],
+        "test": labelled[test_start:],
+    }
+    _require_nonempty(slices)
+    windows = {name: (f"row {index[0]}", f"row {index[-1]}") for name, index in slices.items()}
+    return Split(method="order", windows=windows, **slices)
 
 
 def _stratified(labels: pd.Series, spec: DatasetSpec, seed: int) -> Split:

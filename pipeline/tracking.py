@@ -27,6 +27,7 @@ from pipeline.audit import AuditReport
 from pipeline.config import TrainConfig
 from pipeline.evaluate import Evaluation
 from pipeline.load import Leads, describe_errors
+from pipeline.routing import RoutingEvidence
 from pipeline.split import Split
 from pipeline.train import Slice
 
@@ -50,6 +51,7 @@ class RunRecord:
     scores: dict[str, np.ndarray]
     evaluation: Evaluation
     sql_evaluation: Evaluation | None
+    routing: RoutingEvidence
 
 
 def log_run(record: RunRecord) -> None:
@@ -77,6 +79,10 @@ def log_run(record: RunRecord) -> None:
     )
     mlflow.log_text(record.evaluation.overall.to_csv(), "evaluation/metrics.csv")
     mlflow.log_text(record.evaluation.segments.to_csv(index=False), "evaluation/segments.csv")
+    mlflow.log_dict(record.routing.to_dict(), "routing/policy.json")
+    mlflow.log_text(record.routing.curve.to_csv(index=False), "routing/threshold_curve.csv")
+    mlflow.log_dict(record.model.metadata["profile"], "monitoring/profile.json")
+    mlflow.log_dict(record.model.metadata["card"], "model_card.json")
     _log_figures(record)
 
 
@@ -125,6 +131,7 @@ def _metrics(record: RunRecord) -> dict[str, float]:
     metrics = {
         "rows_rejected": float(record.leads.report.rows_rejected),
         "test_base_rate": record.evaluation.base_rate,
+        **record.routing.metrics(),
     }
     tables = {"test": record.evaluation, "test_sql": record.sql_evaluation}
     for prefix, evaluation in tables.items():

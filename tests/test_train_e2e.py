@@ -73,6 +73,9 @@ def test_no_personal_data_leaves_the_run(trained, builtin_csv) -> None:
     _, _, store = trained
     raw = pd.read_csv(builtin_csv, dtype=str, keep_default_na=False)
     personal = {v for c in ("email", "phone", "last_name") for v in raw[c] if len(v) > 4}
+    # A surname can also be a word of our own (the config names the Wilson bound): not a leak.
+    ours = "\n".join(p.read_text() for p in (ROOT / "data").rglob("*.yaml"))
+    personal = {v for v in personal if v not in ours}
     stored = "\n".join(
         p.read_text(errors="ignore")
         for p in (store / "artifacts").rglob("*")

@@ -218,6 +218,7 @@ def _render(summary) -> str:
     else:
         lines.append("leakage audit: no column flagged")
     lines += [f"warning: {w}" for w in summary.warnings]
+    lines.append(f"report: {summary.report}")
     return "\n".join(lines)
 
 

@@ -36,6 +36,7 @@ from pipeline.settings import PipelineSettings
 from pipeline.split import Split, split_leads
 from pipeline.tracking import RunRecord, log_model, log_run
 from pipeline.train import Slice, fit
+from pipeline.train_report import write_training_report
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class TrainSummary:
     metrics: dict[str, dict[str, float]]
     sql_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     routing: dict[str, Any] = field(default_factory=dict)
+    report: str = ""
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -100,6 +102,9 @@ def train_from_file(inputs: TrainInputs, settings: PipelineSettings) -> TrainSum
             name = settings.model_name or inputs.model_name or spec.model_name or "lead-acceptance"
             registration = _register(model_info.model_uri, name, record)
         summary = _summary(run.info.run_id, settings, registration, record)
+        report = settings.reports_dir / f"train-{spec.name}-v{registration.version}.html"
+        summary.report = str(write_training_report(record, report, registration.version))
+        mlflow.log_artifact(summary.report)  # the service shows the champion's report from here
         mlflow.log_dict(summary.to_dict(), "summary.json")
     summary.seconds = round(time.perf_counter() - started, 1)
     return summary

@@ -26,6 +26,8 @@ class PipelineSettings(BaseSettings):
     experiment: str = "lead-acceptance"
     model_name: str | None = None  # default: the spec's model_name
     data_dir: Path = Path("data")
+    reports_dir: Path = Path("reports")  # HTML of train / evaluate / monitor (also in MLflow)
+    database_url: str = "sqlite:///sal.db"  # the service's scoring log and outcomes (same variable)
 
     @field_validator("tracking_uri")
     @classmethod

@@ -154,6 +154,59 @@ def score(
 
 
 @app.command()
+def monitor(
+    database_url: str = typer.Option(
+        None, help="The service's scoring log and outcomes [default: SAL_DATABASE_URL, sal.db]."
+    ),
+    model_name: str = typer.Option(
+        None, help="Registered model [default: SAL_MODEL_NAME or lead-acceptance]."
+    ),
+    alias: str = typer.Option("champion", help="Registry alias of the model being served."),
+    period: str = typer.Option("week", help="Group by 'week' or 'day'."),
+    weeks: int = typer.Option(8, min=1, help="How many weeks of the log to read."),
+    decision_window_hours: float = typer.Option(
+        48, help="Leads younger than this without a decision are pending, not rejected."
+    ),
+    min_rows: int = typer.Option(200, min=1, help="Fewest leads in a period to judge its drift."),
+    as_of: str = typer.Option(None, help="Replay as of this ISO time [default: now]."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Check the live model: input drift (PSI), score shift, realised acceptance of routed leads
+    vs the target, calibration, volume. Exits 1 on an alarm, so a scheduler can act on it."""
+    import json
+    from datetime import datetime
+
+    from pipeline.monitor import render_text
+    from pipeline.watch import MonitorOptions, monitor_champion
+
+    if period not in ("week", "day"):
+        raise typer.BadParameter("--period is 'week' or 'day'")
+    settings = get_settings()
+    options = MonitorOptions(
+        database_url=database_url or settings.database_url,
+        model_name=model_name or settings.model_name or "lead-acceptance",
+        alias=alias,
+        weeks=weeks,
+        period="W" if period == "week" else "D",
+        decision_window_hours=decision_window_hours,
+        min_rows=min_rows,
+        now=datetime.fromisoformat(as_of) if as_of else None,
+    )
+    try:
+        run = monitor_champion(options, settings)
+    except (*_USER_ERRORS, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    result = run.result
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        typer.echo(f"{options.model_name} v{run.model_version}\n{render_text(result)}")
+        typer.echo(f"report: {run.report}")
+    raise typer.Exit(code=result.exit_code)
+
+
+@app.command()
 def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),

@@ -34,7 +34,7 @@ from pipeline.register import Registration, current_champion, register
 from pipeline.routing import Held, RoutingEvidence, choose_routing
 from pipeline.settings import PipelineSettings
 from pipeline.split import Split, split_leads
-from pipeline.tracking import RunRecord, log_model, log_run
+from pipeline.tracking import RunRecord, log_model, log_run, use_experiment
 from pipeline.train import Slice, fit
 from pipeline.train_report import write_training_report
 
@@ -92,7 +92,7 @@ def train_from_file(inputs: TrainInputs, settings: PipelineSettings) -> TrainSum
             inputs.rejects or settings.data_dir / "rejects" / f"{inputs.data.stem}.rejects.csv"
         )
         leads = load_leads(inputs.data, spec, rejects_path=rejects)
-    _configure_mlflow(settings)
+    use_experiment(settings, settings.experiment)
     with mlflow.start_run() as run:
         record = _train(leads, spec, criteria, config, files)
         with _stage(6, "log to MLflow"):
@@ -336,16 +336,6 @@ def _summary(
 
 def _rounded(table: pd.DataFrame) -> dict[str, dict[str, float]]:
     return {s: {k: round(float(v), 4) for k, v in row.items()} for s, row in table.iterrows()}
-
-
-def _configure_mlflow(settings: PipelineSettings) -> None:
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    if mlflow.get_experiment_by_name(settings.experiment) is None:
-        settings.artifact_root.mkdir(parents=True, exist_ok=True)
-        mlflow.create_experiment(
-            settings.experiment, artifact_location=settings.artifact_root.as_uri()
-        )
-    mlflow.set_experiment(settings.experiment)
 
 
 @contextmanager

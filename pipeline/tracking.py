@@ -28,6 +28,7 @@ from pipeline.config import TrainConfig
 from pipeline.evaluate import Evaluation
 from pipeline.load import Leads, describe_errors
 from pipeline.routing import RoutingEvidence
+from pipeline.settings import PipelineSettings
 from pipeline.split import Split
 from pipeline.train import Slice
 
@@ -52,6 +53,15 @@ class RunRecord:
     evaluation: Evaluation
     sql_evaluation: Evaluation | None
     routing: RoutingEvidence
+
+
+def use_experiment(settings: PipelineSettings, name: str) -> None:
+    """Point MLflow at the settings' store and `name`, created with our artifact root."""
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    if mlflow.get_experiment_by_name(name) is None:
+        settings.artifact_root.mkdir(parents=True, exist_ok=True)
+        mlflow.create_experiment(name, artifact_location=settings.artifact_root.as_uri())
+    mlflow.set_experiment(name)
 
 
 def log_run(record: RunRecord) -> None:

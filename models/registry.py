@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
 
 from models.acceptance import AcceptanceModel
 from models.fastpath import LeadScorer
+
+# Where a training run keeps its HTML (pipeline/run.py writes them, the service shows them).
+REPORT_ARTIFACT = "training_report.html"
+CARD_ARTIFACT = "model_card.html"
 
 
 @dataclass(frozen=True)
@@ -19,6 +25,9 @@ class LoadedModel:
     name: str
     version: str
     routing_threshold: float
+    run_id: str | None = None
+    # The training run's HTML, fetched once at load for whoever shows it (the service).
+    reports: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     scorer: LeadScorer = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -33,9 +42,14 @@ def alias_version(tracking_uri: str, name: str, alias: str) -> str:
 
 
 def load_by_alias(
-    tracking_uri: str, name: str, alias: str, default_threshold: float
+    tracking_uri: str,
+    name: str,
+    alias: str,
+    default_threshold: float,
+    with_reports: bool = False,
 ) -> LoadedModel:
-    """The model the alias points at, with the routing threshold stored on its version."""
+    """The model the alias points at, with the routing threshold stored on its version (and its
+    training report and model card when `with_reports`)."""
     mlflow.set_tracking_uri(tracking_uri)
     version = MlflowClient(tracking_uri=tracking_uri).get_model_version_by_alias(name, alias)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
@@ -45,4 +59,30 @@ def load_by_alias(
         name=name,
         version=str(version.version),
         routing_threshold=threshold,
+        run_id=version.run_id,
+        reports=_reports(tracking_uri, version.run_id) if with_reports else {},
     )
+
+
+def _reports(tracking_uri: str, run_id: str | None) -> dict[str, str]:
+    if run_id is None:
+        return {}
+    found = {
+        name: run_report(tracking_uri, run_id, name) for name in (REPORT_ARTIFACT, CARD_ARTIFACT)
+    }
+    return {name: html for name, html in found.items() if html is not None}
+
+
+def run_report(tracking_uri: str, run_id: str, name: str) -> str | None:
+    """One of a training run's HTML reports (`REPORT_ARTIFACT`, `CARD_ARTIFACT`), if it has it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id,
+                artifact_path=f"report/{name}",
+                dst_path=tmp,
+                tracking_uri=tracking_uri,
+            )
+        except Exception:  # older runs have none; any store error means "not available"
+            return None
+        return Path(path).read_text(encoding="utf-8")

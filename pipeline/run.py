@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +26,7 @@ from models.criteria import Criteria, load_criteria
 from models.features import parse_timestamps
 from models.profile import build_profile
 from models.pyfunc import to_signature_types
+from models.registry import CARD_ARTIFACT, REPORT_ARTIFACT
 from models.spec import DatasetSpec, SpecError, load_spec
 from pipeline.audit import AuditReport, audit_leakage
 from pipeline.baselines import fit_logistic, fit_rule_calibration, predict_logistic
@@ -36,7 +39,7 @@ from pipeline.settings import PipelineSettings
 from pipeline.split import Split, split_leads
 from pipeline.tracking import RunRecord, log_model, log_run, use_experiment
 from pipeline.train import Slice, fit
-from pipeline.train_report import write_training_report
+from pipeline.train_report import model_card, write_training_report
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +105,7 @@ def train_from_file(inputs: TrainInputs, settings: PipelineSettings) -> TrainSum
             name = settings.model_name or inputs.model_name or spec.model_name or "lead-acceptance"
             registration = _register(model_info.model_uri, name, record)
         summary = _summary(run.info.run_id, settings, registration, record)
-        report = settings.reports_dir / f"train-{spec.name}-v{registration.version}.html"
-        summary.report = str(write_training_report(record, report, registration.version))
-        mlflow.log_artifact(summary.report)  # the service shows the champion's report from here
+        summary.report = str(_log_reports(record, registration.version, settings))
         mlflow.log_dict(summary.to_dict(), "summary.json")
     summary.seconds = round(time.perf_counter() - started, 1)
     return summary
@@ -220,6 +221,20 @@ def _card(
         "top_features": {name: round(float(v), 4) for name, v in importance.items()},
         "limits": limits,
     }
+
+
+def _log_reports(record: RunRecord, version: str, settings: PipelineSettings) -> Path:
+    """Training report and model card: written under reports/, logged to the run's `report/`
+    (where the service finds the champion's)."""
+    stem = f"{record.spec.name}-v{version}"
+    report = write_training_report(record, settings.reports_dir / f"train-{stem}.html", version)
+    card = model_card(record, version).write(settings.reports_dir / f"card-{stem}.html")
+    with tempfile.TemporaryDirectory() as tmp:
+        # Fixed names in MLflow, so a reader needs no listing to find them.
+        for source, name in ((report, REPORT_ARTIFACT), (card, CARD_ARTIFACT)):
+            shutil.copy(source, Path(tmp) / name)
+            mlflow.log_artifact(str(Path(tmp) / name), artifact_path="report")
+    return report
 
 
 def _without(spec: DatasetSpec, excluded: list[str]) -> DatasetSpec:

@@ -39,8 +39,65 @@ def training_report(record: RunRecord, version: str | None = None) -> Report:
     return report
 
 
+def model_card(record: RunRecord, version: str | None = None) -> Report:
+    """One page: what the model is for, its data window, metrics, policy, top features, limits."""
+    card = record.model.metadata["card"]
+    policy = record.routing.policy
+    name = f"{record.spec.name} {'v' + version if version else '(unregistered)'}"
+    report = Report(f"Model card: {name}", "MQL acceptance: P(accept) and P(SQL) per lead")
+    report.section("Intended use")
+    report.paragraph(
+        "Scores each new marketing-qualified lead with the probability that sales accepts it "
+        "(and qualifies it, where SQL outcomes were recorded), next to the rule criteria, and "
+        "routes it to sales or nurture by the policy below. Decision support for marketing and "
+        "sales; a rep can always override it."
+    )
+    report.section("Data window")
+    split = card["split"]
+    report.facts(
+        {
+            "split": split["method"],
+            **{f"{k} rows": f"{v:,}" for k, v in split["rows"].items()},
+            **{f"{k} window": f"{a} to {b}" for k, (a, b) in split["windows"].items()},
+        }
+    )
+    report.section("Metrics on the most recent slice")
+    report.table(pd.DataFrame(card["metrics"]).T, "P(accept)")
+    if card["sql_metrics"]:
+        report.table(pd.DataFrame(card["sql_metrics"]).T, "P(SQL)")
+    report.section("Routing policy")
+    report.callout(policy.note, "ok" if policy.met else "warn")
+    later = record.routing.later
+    report.facts(
+        {
+            "threshold": f"{policy.threshold:.4f}",
+            "later slice: share routed": _pct(later["coverage"]),
+            "later slice: acceptance of routed": _pct(later["acceptance_rate"]),
+            "later slice: recall": _pct(later["recall"]),
+        }
+    )
+    report.section("Top features")
+    report.table(
+        pd.DataFrame(
+            {
+                "feature": list(card["top_features"]),
+                "share of gain": list(card["top_features"].values()),
+            }
+        ),
+        float_format="{:.1%}",
+    )
+    report.section("Known limits")
+    for limit in card["limits"]:
+        report.paragraph(limit)
+    return report
+
+
 def write_training_report(record: RunRecord, path: Path, version: str | None = None) -> Path:
     return training_report(record, version).write(path)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def _data(report: Report, record: RunRecord) -> None:

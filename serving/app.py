@@ -16,19 +16,20 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr, TypeAdapter, ValidationError
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from models import store
-from models.registry import LoadedModel
+from models.registry import CARD_ARTIFACT, REPORT_ARTIFACT, LoadedModel
 from models.spec import load_spec
 from serving.logwriter import ScoringLogWriter
 from serving.reload import ModelHolder
 from serving.schemas import (
     Health,
+    ModelInfo,
     OutcomeBase,
     Ready,
     Recorded,
@@ -72,6 +73,12 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
     )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     bearer = HTTPBearer(auto_error=False, description="API key (scoring or admin role)")
+    scoring_keys = [*settings.score_keys, *settings.admin_keys]  # admin keys may score too
+
+    async def require_reader(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> None:
+        _check_key(credentials.credentials if credentials else None, scoring_keys)
 
     async def require_admin(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -100,7 +107,6 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
     # pydantic validates the raw JSON in one pass and errors keep FastAPI's 422 shape; the
     # OpenAPI operation is declared below, so the docs are the same as for a declared route.
     leads_adapter = TypeAdapter(lead | list[lead])
-    scoring_keys = [*settings.score_keys, *settings.admin_keys]
 
     @app.post(
         "/v1/leads/score",
@@ -142,6 +148,58 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
 
         # One lead is cheaper than a thread hop; a big batch must not stall the event loop.
         return work() if len(batch) <= FAST_PATH_MAX else await asyncio.to_thread(work)
+
+    @app.get(
+        "/v1/model",
+        response_model=ModelInfo,
+        tags=["model"],
+        dependencies=[Depends(require_reader)],
+    )
+    def model_info(loaded: Annotated[LoadedModel, Depends(current_model)]) -> ModelInfo:
+        """The champion being served: version, routing policy and model card facts."""
+        metadata = loaded.model.metadata
+        return ModelInfo(
+            model_name=loaded.name,
+            model_version=loaded.version,
+            criteria_version=loaded.model.criteria.version_id,
+            routing_threshold=loaded.routing_threshold,
+            sales_sla_hours=settings.sales_sla_hours,
+            routing_policy=metadata.get("routing_policy"),
+            card=metadata.get("card"),
+            report_url="/v1/model/report" if REPORT_ARTIFACT in loaded.reports else None,
+            card_url="/v1/model/card" if CARD_ARTIFACT in loaded.reports else None,
+        )
+
+    def html_page(loaded: LoadedModel, name: str, what: str) -> HTMLResponse:
+        page = loaded.reports.get(name)
+        if page is None:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                f"{loaded.name} v{loaded.version} has no {what} (trained before reports existed)",
+            )
+        return HTMLResponse(page)
+
+    @app.get(
+        "/v1/model/report",
+        response_class=HTMLResponse,
+        tags=["model"],
+        dependencies=[Depends(require_reader)],
+        responses={404: {"description": "the served version has no training report"}},
+    )
+    def training_report(loaded: Annotated[LoadedModel, Depends(current_model)]) -> HTMLResponse:
+        """The served model's training report: rules vs model, calibration, routing policy."""
+        return html_page(loaded, REPORT_ARTIFACT, "training report")
+
+    @app.get(
+        "/v1/model/card",
+        response_class=HTMLResponse,
+        tags=["model"],
+        dependencies=[Depends(require_reader)],
+        responses={404: {"description": "the served version has no model card"}},
+    )
+    def card(loaded: Annotated[LoadedModel, Depends(current_model)]) -> HTMLResponse:
+        """The served model's card: data window, metrics, policy, top features, known limits."""
+        return html_page(loaded, CARD_ARTIFACT, "model card")
 
     @app.post(
         "/v1/admin/reload",

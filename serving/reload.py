@@ -25,7 +25,11 @@ def champion_version(settings: ServeSettings) -> str:
 def load_champion(settings: ServeSettings) -> LoadedModel:
     """The alias's model, refused if it needs fields the service's request model lacks."""
     loaded = load_by_alias(
-        settings.tracking_uri, settings.model_name, settings.model_alias, settings.routing_threshold
+        settings.tracking_uri,
+        settings.model_name,
+        settings.model_alias,
+        settings.routing_threshold,
+        with_reports=True,
     )
     served = load_spec(settings.spec_path)
     missing = sorted(set(loaded.model.spec.lead_columns) - set(served.lead_columns))

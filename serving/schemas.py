@@ -159,3 +159,21 @@ class Ready(BaseModel):
     status: str
     model_name: str
     model_version: str
+
+
+class ModelInfo(BaseModel):
+    """The served model: version, routing policy and model card facts (JSON)."""
+
+    model_name: str
+    model_version: str
+    criteria_version: str
+    routing_threshold: float
+    sales_sla_hours: int
+    routing_policy: dict[str, Any] | None = Field(
+        description="how the threshold was chosen and what it promised (models/policy.py)"
+    )
+    card: dict[str, Any] | None = Field(
+        description="data window, metrics, policy, top features, known limits"
+    )
+    report_url: str | None = Field(description="the training report (HTML), when available")
+    card_url: str | None = Field(description="the model card (HTML), when available")

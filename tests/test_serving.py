@@ -196,3 +196,20 @@ def test_openapi_documents_the_scoring_operation(client) -> None:
     assert "HTTPBearer" in schema["components"]["securitySchemes"]
     response = operation["responses"]["200"]["content"]["application/json"]["schema"]
     assert response["$ref"].endswith("/ScoreResponse")
+
+
+def test_the_champions_card_and_report_are_served(client, trained) -> None:
+    info = client.get("/v1/model", headers=AUTH)
+    assert info.status_code == 200
+    body = info.json()
+    policy = trained[0].routing["policy"]
+    assert body["model_version"] == trained[0].model_version
+    assert body["routing_threshold"] == policy["threshold"] == body["routing_policy"]["threshold"]
+    assert body["card"]["top_features"] and body["card"]["limits"]
+    pages = {url: client.get(url, headers=AUTH) for url in (body["report_url"], body["card_url"])}
+    for page in pages.values():
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    report, card = pages.values()
+    assert "Routing policy" in report.text and 'data-figure="roc-curve' in report.text
+    assert "Known limits" in card.text and policy["note"] in card.text
+    assert client.get("/v1/model/card").status_code == 401

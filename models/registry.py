@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 from models.acceptance import AcceptanceModel
 from models.fastpath import LeadScorer
@@ -50,8 +51,26 @@ def load_by_alias(
 ) -> LoadedModel:
     """The model the alias points at, with the routing threshold stored on its version (and its
     training report and model card when `with_reports`)."""
-    mlflow.set_tracking_uri(tracking_uri)
     version = MlflowClient(tracking_uri=tracking_uri).get_model_version_by_alias(name, alias)
+    return _load(tracking_uri, name, version, default_threshold, with_reports)
+
+
+def load_version(
+    tracking_uri: str, name: str, version: str, default_threshold: float
+) -> LoadedModel:
+    """One registered version, whatever alias it has (a challenger, a rollback target)."""
+    found = MlflowClient(tracking_uri=tracking_uri).get_model_version(name, version)
+    return _load(tracking_uri, name, found, default_threshold, with_reports=False)
+
+
+def _load(
+    tracking_uri: str,
+    name: str,
+    version: ModelVersion,
+    default_threshold: float,
+    with_reports: bool,
+) -> LoadedModel:
+    mlflow.set_tracking_uri(tracking_uri)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
     threshold = float(version.tags.get("routing_threshold", default_threshold))
     return LoadedModel(

@@ -83,6 +83,17 @@ def train(
         help="Train on the service's scoring log joined with outcomes at this database URL "
         "(e.g. sqlite:///sal.db), with features as they were when scored.",
     ),
+    routing_target: float = typer.Option(
+        None,
+        min=0.01,
+        max=0.99,
+        help="Acceptance rate routed leads must reach [default: the config's, 0.90].",
+    ),
+    split: str = typer.Option(
+        None,
+        help="Override the spec's hold-out: 'time', 'order' (rows in time order, the last are "
+        "the most recent) or 'stratified'.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON (for scripts)."),
 ) -> None:
     """Train on a leads file, evaluate against the rules, log to MLflow, register, gate champion."""
@@ -110,6 +121,8 @@ def train(
         config=config,
         model_name=model_name,
         rejects=rejects,
+        routing_target=routing_target,
+        split=split,
     )
     try:
         summary = train_from_file(inputs, settings)
@@ -151,6 +164,81 @@ def score(
         f"{report.output} ({report.routed_to_sales:,} routed to sales; "
         f"{report.load.rows_rejected:,} rows rejected)"
     )
+
+
+@app.command()
+def evaluate(
+    data: Path = typer.Option(
+        None, "--data", "-d", help="Labelled leads file [default: the built-in dataset]."
+    ),
+    model_name: str = typer.Option(
+        None, help="Registered model [default: SAL_MODEL_NAME or lead-acceptance]."
+    ),
+    challenger: str = typer.Option(None, help="Version to test [default: the newest]."),
+    n_boot: int = typer.Option(1000, min=100, help="Bootstrap resamples."),
+    promote: bool = typer.Option(True, help="Move `champion` when the gate passes."),
+) -> None:
+    """Backtest challenger vs champion vs rule criteria on the most recent out-of-time slice
+    (bootstrap intervals); promote the challenger only if the gate passes. Logged to MLflow."""
+    from pipeline.champion import DecisionError, EvaluateOptions, evaluate_challenger
+
+    settings = get_settings()
+    options = EvaluateOptions(
+        data=data or settings.builtin_data,
+        model_name=model_name or settings.model_name or "lead-acceptance",
+        challenger=challenger,
+        n_boot=n_boot,
+        promote=promote,
+    )
+    try:
+        run = evaluate_challenger(options, settings)
+    except (*_USER_ERRORS, DecisionError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    table = run.backtest.table
+    typer.echo(
+        f"{options.model_name}: challenger v{run.challenger} vs "
+        f"{'champion v' + run.champion if run.champion else 'no champion'} on "
+        f"{run.backtest.rows:,} recent leads ({run.backtest.n_boot} paired resamples)"
+    )
+    roles = {f"v{run.challenger}": "challenger", f"v{run.champion}": "champion"}
+    for row in table.to_dict("records"):
+        rate = row["routed_rate"]
+        who = f"{roles.get(row['name'], '')} {row['name']}".strip()
+        typer.echo(
+            f"  {who:<18} ROC AUC {row['roc_auc']:.4f} "
+            f"[{row['roc_auc_low']:.4f}, {row['roc_auc_high']:.4f}]  ECE {row['ece']:.4f}  "
+            f"routed {row['coverage']:.1%} at {_pct(rate, 0).strip()} accepted"
+        )
+    verdict = (
+        "PROMOTED"
+        if run.promoted
+        else ("PASSES (not promoted: --no-promote)" if run.decision.promote else "REJECTED")
+    )
+    typer.echo(f"{verdict}: {run.decision.reason}")
+    typer.echo(f"report: {run.report}")
+
+
+@app.command()
+def rollback(
+    model_name: str = typer.Option(
+        None, help="Registered model [default: SAL_MODEL_NAME or lead-acceptance]."
+    ),
+    to: str = typer.Option(None, help="Version to serve [default: the previous champion]."),
+    reason: str = typer.Option("", help="Why, for the record in MLflow."),
+) -> None:
+    """Point `champion` back to an earlier version (the service picks it up on its next poll)."""
+    from pipeline.champion import DecisionError
+    from pipeline.champion import rollback as roll_back
+
+    settings = get_settings()
+    name = model_name or settings.model_name or "lead-acceptance"
+    try:
+        previous, now = roll_back(name, settings, to, reason)
+    except DecisionError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
+    typer.echo(f"{name}: champion moved from v{previous} back to v{now}")
 
 
 @app.command()
@@ -321,7 +409,8 @@ def _render_routing(routing: dict) -> list[str]:
 
 
 def _pct(value: float | None, width: int) -> str:
-    return f"{'-':>{width}}" if value is None else f"{value:>{width}.1%}"
+    missing = value is None or value != value  # None or NaN
+    return f"{'-':>{width}}" if missing else f"{value:>{width}.1%}"
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from models.registry import CARD_ARTIFACT, REPORT_ARTIFACT
 from models.spec import DatasetSpec, SpecError, load_spec
 from pipeline.audit import AuditReport, audit_leakage
 from pipeline.baselines import fit_logistic, fit_rule_calibration, predict_logistic
-from pipeline.config import TrainConfig, load_train_config
+from pipeline.config import RoutingConfig, TrainConfig, load_train_config
 from pipeline.evaluate import Evaluation, evaluate
 from pipeline.load import Leads, label_values, load_leads
 from pipeline.register import Registration, current_champion, register
@@ -77,18 +77,25 @@ class TrainInputs:
     config: Path | None = None
     model_name: str | None = None
     rejects: Path | None = None
+    routing_target: float | None = None  # overrides the config's acceptance-rate target
+    split: str | None = None  # overrides the spec's split method ("time", "order", "stratified")
 
 
 def train_from_file(inputs: TrainInputs, settings: PipelineSettings) -> TrainSummary:
     """Run the whole pipeline on one leads file and return the run's summary."""
     started = time.perf_counter()
     spec = load_spec(inputs.spec)
+    if inputs.split is not None:
+        spec = _with_split(spec, inputs.split)
     criteria_file = inputs.criteria or spec.criteria_path
     if criteria_file is None:
         raise SpecError(f"spec {spec.name!r} names no criteria file; pass --criteria")
     config_file = inputs.config or settings.train_config
     files = (inputs.spec, criteria_file, config_file)
     config = load_train_config(config_file)
+    if inputs.routing_target is not None:
+        routing = config.routing.model_copy(update={"target": inputs.routing_target})
+        config = config.model_copy(update={"routing": RoutingConfig.model_validate(routing)})
     criteria = load_criteria(criteria_file, spec)  # every file checked before reading the data
     with _stage(1, "load and validate", inputs.data):
         rejects = (
@@ -235,6 +242,15 @@ def _log_reports(record: RunRecord, version: str, settings: PipelineSettings) ->
             shutil.copy(source, Path(tmp) / name)
             mlflow.log_artifact(str(Path(tmp) / name), artifact_path="report")
     return report
+
+
+def _with_split(spec: DatasetSpec, method: str) -> DatasetSpec:
+    data = spec.model_dump()
+    data["split"]["method"] = method
+    try:
+        return DatasetSpec.model_validate({**data, "source_path": spec.source_path})
+    except ValueError as exc:
+        raise SpecError(f"--split {method}: {exc}") from exc
 
 
 def _without(spec: DatasetSpec, excluded: list[str]) -> DatasetSpec:

@@ -13,7 +13,10 @@ pytestmark = pytest.mark.shared_data
 def test_bank_marketing_end_to_end(mlflow_store, tmp_path) -> None:
     data = shared_dataset("bank-marketing") / "bank-additional-full.csv"
     inputs = TrainInputs(
-        data=data, spec=ROOT / "data/specs/bank-marketing.yaml", rejects=tmp_path / "rejects.csv"
+        data=data,
+        spec=ROOT / "data/specs/bank-marketing.yaml",
+        rejects=tmp_path / "rejects.csv",
+        routing_target=0.5,  # about 11% subscribe: 90% of routed leads is out of reach here
     )
     summary = train_from_file(inputs, mlflow_store)
     assert summary.data["rows_read"] == 41_188 and summary.data["rows_rejected"] == 0
@@ -25,3 +28,7 @@ def test_bank_marketing_end_to_end(mlflow_store, tmp_path) -> None:
     assert summary.metrics["model"]["roc_auc"] >= 0.79
     assert summary.metrics["model"]["roc_auc"] > summary.metrics["rules"]["roc_auc"]
     assert summary.model_name == "bank-marketing" and summary.champion_moved
+    # the routing promise, chosen on the validation slice, holds on the held-out test slice
+    policy, held_out = summary.routing["policy"], summary.routing["later_slice"]
+    assert policy["met"] and policy["promised_rate"] >= 0.5
+    assert held_out["acceptance_rate"] >= 0.5 and 0.02 < held_out["coverage"] < 0.5

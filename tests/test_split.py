@@ -60,3 +60,17 @@ def test_too_few_timestamps_is_an_error(builtin_spec) -> None:
     frame = pd.DataFrame({"mql_at": ["2025-01-01"] * 50})
     with pytest.raises(SplitError, match="would be empty"):
         split_leads(frame, pd.Series([1.0, 0.0] * 25), builtin_spec)
+
+
+def test_order_split_holds_out_the_last_rows(builtin_spec) -> None:
+    spec = builtin_spec.model_copy(
+        update={"split": builtin_spec.split.model_copy(update={"method": "order"})}
+    )
+    frame, labels = _leads(1000)
+    split = split_leads(frame, labels, spec)
+    labelled = labels.index[labels.notna()]
+    # train, then validation, then test, in file order, undecided rows in none of them
+    assert list(split.train) + list(split.valid) + list(split.test) == list(labelled)
+    assert len(split.test) == round(0.2 * len(labelled))
+    assert len(split.valid) == round(0.1 * len(labelled))
+    assert split.windows["test"] == (f"row {split.test[0]}", f"row {labelled[-1]}")

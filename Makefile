@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: setup run train serve test lint bench mlflow-ui clean
+.PHONY: setup run train serve evaluate monitor test lint bench mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -26,6 +26,12 @@ train: setup
 serve: setup
 	$(BIN)/sal serve --host 127.0.0.1 --port 8000
 
+evaluate: setup
+	$(BIN)/sal evaluate
+
+monitor: setup
+	$(BIN)/sal monitor
+
 lint: setup
 	$(BIN)/ruff check .
 
@@ -39,4 +45,4 @@ mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port 5000
 
 clean:
-	rm -rf mlflow.db mlartifacts data/leads.csv data/rejects .pytest_cache
+	rm -rf mlflow.db mlartifacts mlruns reports sal.db data/leads.csv data/rejects data/from-log .pytest_cache

@@ -585,3 +585,28 @@ def _beats_rules(backtest: Backtest, challenger: str, rules: str | None) -> tupl
 def _level(share: float) -> str:
     """A setting as given, e.g. 0.9 -> "90%", 0.975 -> "97.5%" (no rounding)."""
     return f"{share * 100:g}%"
+
+
+def compare(
+    y: npt.ArrayLike,
+    challenger: Contender,
+    champion: Contender | None,
+    rules: Contender,
+    gate_rules: GateRules,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> tuple[Backtest, Decision]:
+    """Bootstrap the contenders on one slice and apply the gate to the challenger."""
+    contenders = [challenger, *([champion] if champion else []), rules]
+    backtest = bootstrap(y, contenders, n_boot, seed, gate_rules.confidence)
+    row = backtest.row(challenger.name)
+    decision = gate(
+        backtest,
+        challenger.name,
+        champion.name if champion else None,
+        rules.name,
+        routed_accepted=int(row["accepted_routed"]),
+        routed_n=int(row["routed"]),
+        gate_rules=gate_rules,
+    )
+    return backtest, decision

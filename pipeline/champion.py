@@ -22,8 +22,9 @@ from mlflow.exceptions import MlflowException
 from models.decision import DEFAULT_ROUTING_THRESHOLD
 from models.registry import LoadedModel, load_version
 from pipeline import plots
-from pipeline.backtest import Backtest, Contender, Decision, GateRules, bootstrap, gate
+from pipeline.backtest import Backtest, Contender, Decision, GateRules, compare
 from pipeline.baselines import fit_rule_calibration
+from pipeline.config import load_train_config
 from pipeline.load import Leads, label_values, load_leads
 from pipeline.register import CHAMPION, promote, rollback_target
 from pipeline.report import Report
@@ -75,16 +76,22 @@ def evaluate_challenger(options: EvaluateOptions, settings: PipelineSettings) ->
     split = split_leads(leads.frame, accepted, spec)
     recent = leads.frame.loc[split.test]
     y = accepted.loc[split.test].to_numpy(dtype=int)
-    contenders, routed = _contenders(challenger, champion, leads, accepted, split.valid, recent)
-    backtest = bootstrap(y, contenders, n_boot=options.n_boot, seed=options.seed)
-    decision = gate(
-        backtest,
-        _label(challenger),
-        _label(champion) if champion else None,
-        RULES,
-        routed_accepted=int(y[routed].sum()),
-        routed_n=int(routed.sum()),
-        gate_rules=GateRules(target=_target(challenger)),
+    contenders = _contenders(challenger, champion, leads, accepted, split.valid, recent)
+    gate_config = load_train_config(settings.train_config).gate
+    rules_for_gate = GateRules(
+        auc_margin=gate_config.auc_margin,
+        ece_tolerance=gate_config.ece_tolerance,
+        target=_target(challenger),
+        confidence=gate_config.confidence,
+    )
+    backtest, decision = compare(
+        y,
+        contenders[0],
+        contenders[1] if champion else None,
+        contenders[-1],
+        rules_for_gate,
+        options.n_boot,
+        options.seed,
     )
     promoted = decision.promote and options.promote
     if promoted:
@@ -158,7 +165,8 @@ def _contenders(
     accepted: pd.Series,
     valid: pd.Index,
     recent: pd.DataFrame,
-) -> tuple[list[Contender], np.ndarray]:
+) -> list[Contender]:
+    """Challenger, champion (if any) and the rule criteria, in that order."""
     scored = challenger.model.predict(recent)
     p = scored["p_accept"].to_numpy()
     contenders = [Contender(_label(challenger), p, challenger.routing_threshold)]
@@ -181,7 +189,7 @@ def _contenders(
             routed=scored["rule_pass"].to_numpy(dtype=bool),
         )
     )
-    return contenders, p >= challenger.routing_threshold
+    return contenders
 
 
 def _load(settings: PipelineSettings, name: str, version: str) -> LoadedModel:

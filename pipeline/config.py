@@ -17,9 +17,13 @@ class EncoderConfig(BaseModel):
 
 
 class GateConfig(BaseModel):
+    """The promotion gate's margins (pipeline/backtest.py explains the choice)."""
+
     model_config = ConfigDict(extra="forbid")
-    min_gain_over_rules: float = 0.0
-    champion_margin: Annotated[float, Field(ge=0)] = 0.002
+    auc_margin: Annotated[float, Field(ge=0)] = 0.005
+    ece_tolerance: Annotated[float, Field(ge=0)] = 0.01
+    n_boot: Annotated[int, Field(ge=100)] = 1000
+    confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.95
 
 
 class RoutingConfig(BaseModel):

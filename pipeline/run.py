@@ -29,11 +29,12 @@ from models.pyfunc import to_signature_types
 from models.registry import CARD_ARTIFACT, REPORT_ARTIFACT
 from models.spec import DatasetSpec, SpecError, load_spec
 from pipeline.audit import AuditReport, audit_leakage
+from pipeline.backtest import Contender, GateRules, compare
 from pipeline.baselines import fit_logistic, fit_rule_calibration, predict_logistic
 from pipeline.config import RoutingConfig, TrainConfig, load_train_config
 from pipeline.evaluate import Evaluation, evaluate
 from pipeline.load import Leads, label_values, load_leads
-from pipeline.register import Registration, current_champion, register
+from pipeline.register import Champion, Registration, current_champion, register
 from pipeline.routing import Held, RoutingEvidence, choose_routing
 from pipeline.settings import PipelineSettings
 from pipeline.split import Split, split_leads
@@ -311,27 +312,50 @@ def _evaluate(
 
 
 def _register(model_uri: str, name: str, record: RunRecord) -> Registration:
+    """Register the version; it takes `champion` if the gate passes on this run's test slice."""
     test_leads = to_signature_types(record.leads.frame.loc[record.split.test], record.spec)
-    champion = current_champion(name, test_leads, record.test.accepted)
-    model_auc = record.evaluation.metric("model", "roc_auc")
+    champion = current_champion(name, test_leads)
+    promote_it, reason = _gate(record, champion)
     tags = {
         "spec": record.spec.name,
         "spec_digest": record.spec.digest(),
         "criteria_version": record.criteria.version_id,
         "data_sha256": record.leads.report.sha256,
-        "test_roc_auc": f"{model_auc:.4f}",
+        "test_roc_auc": f"{record.evaluation.metric('model', 'roc_auc'):.4f}",
         **record.routing.policy.tags(),
     }
-    return register(
-        model_uri,
-        name,
-        model_auc,
-        record.evaluation.metric("rules", "roc_auc"),
-        champion,
-        record.config.gate,
-        tags,
-        policy_met=record.routing.policy.met,
+    return register(model_uri, name, promote_it, reason, tags)
+
+
+def _gate(record: RunRecord, champion: Champion | None) -> tuple[bool, str]:
+    """The promotion gate (pipeline.backtest) with the champion re-scored on the same leads."""
+    if champion is not None and champion.p_accept is None:
+        return False, (
+            f"champion v{champion.version} could not be scored on this test slice "
+            f"({champion.problem}); compare them with `sal evaluate` or promote by hand"
+        )
+    policy, gate = record.routing.policy, record.config.gate
+    test_pass = record.model.criteria.score(record.test.clean, record.spec).passed.to_numpy()
+    candidate = Contender("the new model", record.scores["model"], policy.threshold)
+    rivals = None
+    if champion is not None:
+        rivals = Contender(f"v{champion.version}", champion.p_accept, champion.routing_threshold)
+    rules = Contender("rule criteria", record.scores["rules"], None, routed=test_pass)
+    # A first model only has to beat the rules: with no champion, an unmet routing promise is
+    # flagged (routing_met=false) rather than leaving the service with nothing to serve.
+    target = policy.target if policy.mode == "acceptance_rate" and champion else None
+    rules_for_gate = GateRules(
+        auc_margin=gate.auc_margin,
+        ece_tolerance=gate.ece_tolerance,
+        target=target,
+        confidence=gate.confidence,
     )
+    y = record.test.accepted.to_numpy(dtype=int)
+    _, decision = compare(
+        y, candidate, rivals, rules, rules_for_gate, gate.n_boot, record.config.seed
+    )
+    flag = "" if policy.met else " Its routing promise is not met (best achievable, flagged)."
+    return decision.promote, decision.reason + flag
 
 
 def _summary(

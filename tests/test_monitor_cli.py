@@ -73,7 +73,7 @@ def test_monitor_alarms_on_planted_drift_only(monitor_env, builtin_csv, drift) -
     bodies, outcomes = _bodies_and_outcomes(builtin_csv, 1500)
     if drift:  # a campaign floods the funnel with one industry from one source
         for body in bodies:
-            body.update(industry="education", lead_source="event")
+            body.update(industry="education", lead_source="events")
     _score_and_decide(settings, bodies, outcomes)
 
     result = CliRunner().invoke(app, ["monitor", "--period", "week"])

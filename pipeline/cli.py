@@ -28,6 +28,9 @@ app = typer.Typer(
 )
 
 _USER_ERRORS = (SpecError, LoadError, SplitError)
+_MODEL_NAME = typer.Option(
+    None, help="Registered model [default: SAL_MODEL_NAME or lead-acceptance]."
+)
 
 
 @app.callback()
@@ -138,9 +141,7 @@ def score(
         ..., help="Leads file to score (CSV or Parquet; labels not needed)."
     ),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the scored CSV."),
-    model_name: str = typer.Option(
-        None, help="Registered model [default: SAL_MODEL_NAME or lead-acceptance]."
-    ),
+    model_name: str = _MODEL_NAME,
     alias: str = typer.Option("champion", help="Registry alias to score with."),
     reasons: bool = typer.Option(False, help="Add the top reasons each way (slower)."),
     rejects: Path = typer.Option(None, help="Where to write rows that fail validation."),
@@ -151,7 +152,7 @@ def score(
     from pipeline.score import score_file
 
     settings = get_settings()
-    name = model_name or settings.model_name or "lead-acceptance"
+    name = settings.registered_name(model_name)
     try:
         loaded = load_by_alias(settings.tracking_uri, name, alias, DEFAULT_ROUTING_THRESHOLD)
         rejects = rejects or output.with_name(f"{output.stem}.rejects.csv")
@@ -171,9 +172,7 @@ def evaluate(
     data: Path = typer.Option(
         None, "--data", "-d", help="Labelled leads file [default: the built-in dataset]."
     ),
-    model_name: str = typer.Option(
-        None, help="Registered model [default: SAL_MODEL_NAME or lead-acceptance]."
-    ),
+    model_name: str = _MODEL_NAME,
     challenger: str = typer.Option(None, help="Version to test [default: the newest]."),
     n_boot: int = typer.Option(1000, min=100, help="Bootstrap resamples."),
     promote: bool = typer.Option(True, help="Move `champion` when the gate passes."),
@@ -185,7 +184,7 @@ def evaluate(
     settings = get_settings()
     options = EvaluateOptions(
         data=data or settings.builtin_data,
-        model_name=model_name or settings.model_name or "lead-acceptance",
+        model_name=settings.registered_name(model_name),
         challenger=challenger,
         n_boot=n_boot,
         promote=promote,
@@ -221,9 +220,7 @@ def evaluate(
 
 @app.command()
 def rollback(
-    model_name: str = typer.Option(
-        None, help="Registered model [default: SAL_MODEL_NAME or lead-acceptance]."
-    ),
+    model_name: str = _MODEL_NAME,
     to: str = typer.Option(None, help="Version to serve [default: the previous champion]."),
     reason: str = typer.Option("", help="Why, for the record in MLflow."),
 ) -> None:
@@ -232,7 +229,7 @@ def rollback(
     from pipeline.champion import rollback as roll_back
 
     settings = get_settings()
-    name = model_name or settings.model_name or "lead-acceptance"
+    name = settings.registered_name(model_name)
     try:
         previous, now = roll_back(name, settings, to, reason)
     except DecisionError as exc:
@@ -246,9 +243,7 @@ def monitor(
     database_url: str = typer.Option(
         None, help="The service's scoring log and outcomes [default: SAL_DATABASE_URL, sal.db]."
     ),
-    model_name: str = typer.Option(
-        None, help="Registered model [default: SAL_MODEL_NAME or lead-acceptance]."
-    ),
+    model_name: str = _MODEL_NAME,
     alias: str = typer.Option("champion", help="Registry alias of the model being served."),
     period: str = typer.Option("week", help="Group by 'week' or 'day'."),
     weeks: int = typer.Option(8, min=1, help="How many weeks of the log to read."),
@@ -272,7 +267,7 @@ def monitor(
     settings = get_settings()
     options = MonitorOptions(
         database_url=database_url or settings.database_url,
-        model_name=model_name or settings.model_name or "lead-acceptance",
+        model_name=settings.registered_name(model_name),
         alias=alias,
         weeks=weeks,
         period="W" if period == "week" else "D",

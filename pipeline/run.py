@@ -36,7 +36,7 @@ from pipeline.evaluate import Evaluation, evaluate
 from pipeline.load import Leads, label_values, load_leads
 from pipeline.register import Champion, Registration, current_champion, register
 from pipeline.routing import Held, RoutingEvidence, choose_routing
-from pipeline.settings import PipelineSettings
+from pipeline.settings import DEFAULT_MODEL_NAME, PipelineSettings
 from pipeline.split import Split, split_leads
 from pipeline.tracking import RunRecord, log_model, log_run, use_experiment
 from pipeline.train import Slice, fit
@@ -110,7 +110,7 @@ def train_from_file(inputs: TrainInputs, settings: PipelineSettings) -> TrainSum
             log_run(record)
             model_info = log_model(record.model, leads.frame.loc[record.split.test])
         with _stage(7, "compare with the champion and register"):
-            name = settings.model_name or inputs.model_name or spec.model_name or "lead-acceptance"
+            name = settings.model_name or inputs.model_name or spec.model_name or DEFAULT_MODEL_NAME
             registration = _register(model_info.model_uri, name, record)
         summary = _summary(run.info.run_id, settings, registration, record)
         summary.report = str(_log_reports(record, registration.version, settings))

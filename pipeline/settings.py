@@ -10,6 +10,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.uris import absolute_sqlite
 
+DEFAULT_MODEL_NAME = "lead-acceptance"  # the built-in spec's model_name
+
 
 class PipelineSettings(BaseSettings):
     """Where runs and models are tracked and where the shipped specs live.
@@ -38,6 +40,11 @@ class PipelineSettings(BaseSettings):
     @classmethod
     def _absolute_root(cls, path: Path) -> Path:
         return path.resolve()
+
+    def registered_name(self, given: str | None = None) -> str:
+        """The registered model a command works on: given, else SAL_MODEL_NAME, else the
+        built-in spec's."""
+        return given or self.model_name or DEFAULT_MODEL_NAME
 
     @property
     def builtin_spec(self) -> Path:

@@ -17,6 +17,7 @@ import typer
 
 from models.spec import SpecError
 from pipeline.load import LoadError
+from pipeline.routing import RoutingError
 from pipeline.settings import get_settings
 from pipeline.split import SplitError
 
@@ -27,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_USER_ERRORS = (SpecError, LoadError, SplitError)
+_USER_ERRORS = (SpecError, LoadError, SplitError, RoutingError)
 _MODEL_NAME = typer.Option(
     None, help="Registered model [default: SAL_MODEL_NAME or lead-acceptance]."
 )

@@ -3,6 +3,8 @@ recorded in MLflow, and the alias where the decisions put it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pytest
 import yaml
@@ -92,6 +94,11 @@ def test_gate_both_ways_and_rollback(cli) -> None:
     code, output = run("evaluate", "--challenger", "1")
     assert code == 0 and "PROMOTED" in output, output
     assert champion() == "1"
+
+    (report,) = (Path(env["SAL_REPORTS_DIR"])).glob("evaluate-*-v1.html")
+    html = report.read_text()
+    assert "PROMOTED" not in html and "promoted to champion" in html
+    assert 'data-figure="roc-auc"' in html and 'data-figure="reliability-calibration"' in html
 
     kinds = [tags["kind"] for tags in _decisions(env)]
     assert kinds.count("evaluate") == 2 and kinds.count("rollback") == 3

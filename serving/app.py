@@ -133,7 +133,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
         batch = leads if isinstance(leads, list) else [leads]
         if len(batch) > settings.max_batch:
             raise HTTPException(
-                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                413,
                 f"{len(batch)} leads in one request; the maximum is {settings.max_batch}",
             )
 
@@ -231,7 +231,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
         batch = body if isinstance(body, list) else [body]
         if len(batch) > settings.max_batch:
             raise HTTPException(
-                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+                413,
                 f"at most {settings.max_batch} outcomes per request",
             )
         # A lead scored a moment ago may still be on its way to the log.

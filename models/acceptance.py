@@ -65,17 +65,22 @@ class AcceptanceModel:
 
     def predict_clean(self, clean: pd.DataFrame) -> pd.DataFrame:
         """Score leads already in the clean view (the training pipeline has it at hand)."""
-        matrix = self.encoder.transform(clean)
-        scores = {"p_accept": self.accept.predict_proba(matrix)}
-        if self.sql is not None:
-            scores["p_sql"] = self.sql.predict_proba(matrix)
         rules = self.criteria.score(clean, self.spec)
-        out = pd.DataFrame(scores, index=clean.index)
+        out = pd.DataFrame(self.probabilities(clean), index=clean.index)
         out["rule_score"] = rules.total
         out["rule_pass"] = rules.passed
         for name in rules.breakdown.columns:
             out[f"criterion_{name}"] = rules.breakdown[name]
         return out.reset_index(drop=True)
+
+    def probabilities(self, clean: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Calibrated `p_accept` and, when trained with an SQL label, `p_sql` per lead, without
+        the rule criteria (for callers that score those themselves)."""
+        matrix = self.encoder.transform(clean)
+        scores = {"p_accept": self.accept.predict_proba(matrix)}
+        if self.sql is not None:
+            scores["p_sql"] = self.sql.predict_proba(matrix)
+        return scores
 
     @property
     def feature_names(self) -> list[str]:

@@ -113,11 +113,12 @@ class Criteria(BaseModel):
         """Score the clean view of leads (models.features.normalize output)."""
         fired: dict[str, np.ndarray] = {}
         per_criterion: dict[str, np.ndarray] = {}
+        present = _Presence(clean)
         for crit_name, crit in self.criteria.items():
             earned = np.zeros(len(clean))
             possible = sum(rule.points for rule in crit.rules)
             for rule in crit.rules:
-                share = _evaluate(rule, clean, spec)
+                share = _evaluate(rule, clean, spec, present)
                 fired[f"{crit_name}.{rule.name}"] = share > 0
                 earned += rule.points * share
             per_criterion[crit_name] = crit.weight * earned / possible
@@ -161,11 +162,25 @@ def load_criteria(path: str | Path, spec: DatasetSpec | None = None) -> Criteria
     return criteria
 
 
-def _evaluate(rule: Rule, clean: pd.DataFrame, spec: DatasetSpec) -> np.ndarray:
+class _Presence:
+    """Which leads have a value in a column, worked out once per column for all the rules."""
+
+    def __init__(self, clean: pd.DataFrame) -> None:
+        self._clean = clean
+        self._known: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, columns: list[str]) -> np.ndarray:
+        for name in columns:
+            if name not in self._known:
+                self._known[name] = self._clean[name].notna().to_numpy()
+        return np.column_stack([self._known[name] for name in columns])
+
+
+def _evaluate(rule: Rule, clean: pd.DataFrame, spec: DatasetSpec, present: _Presence) -> np.ndarray:
     """Share of the rule's points earned per lead: 0 or 1, or a fraction for group rules."""
     if rule.group is not None:
-        present = clean[spec.group(rule.group)].notna().to_numpy().mean(axis=1)
-        return present if rule.present else 1 - present
+        share = present[spec.group(rule.group)].mean(axis=1)
+        return share if rule.present else 1 - share
     column = clean[rule.field]
     match rule.condition:
         case "present":

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from models.features import TIME_FEATURES, map_values
+from models.features import TIME_FEATURES
 from models.spec import DatasetSpec, FieldType
 
 MISSING_CODE = 0
@@ -96,10 +96,11 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _codes(values: pd.Series, vocabulary: dict[str, int]) -> np.ndarray:
+        # Look up each distinct value once; the last entry of `lookup` is for missing cells,
+        # which factorize marks -1.
+        distinct, uniques = pd.factorize(values.to_numpy(), use_na_sentinel=True)
         other = len(vocabulary) + 1
-        present = values.notna().to_numpy()
-        known = map_values(values, vocabulary)
-        codes = np.where(present, other, MISSING_CODE).astype(np.float32)
-        hit = known.notna().to_numpy()
-        codes[hit] = known[hit].to_numpy(np.float32)
-        return codes
+        lookup = np.array(
+            [*(vocabulary.get(v, other) for v in uniques), MISSING_CODE], dtype=np.float32
+        )
+        return lookup[distinct]

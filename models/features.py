@@ -8,11 +8,14 @@ a name's presence.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from models.spec import FALSE_WORDS, TRUE_WORDS, DatasetSpec, FieldSpec, FieldType
 
@@ -60,11 +63,16 @@ FREE_MAIL_DOMAINS = frozenset(
 )
 EMAIL_KINDS = ("corporate", "free", "education", "invalid")
 PHONE_KINDS = ("valid", "invalid")
-EMAIL_RE = r"^[^@\s]+@(?:[a-z0-9-]+\.)+[a-z]{2,}$"
+# An address is a user name, "@" and a domain; the halves are checked apart (see email_kind).
+_EMAIL_USER_RE = r"[^@\s]+"
+_EMAIL_DOMAIN_RE = r"(?:[a-z0-9-]+\.)+[a-z]{2,}$"
+EMAIL_RE = rf"^{_EMAIL_USER_RE}@{_EMAIL_DOMAIN_RE}"
 EDU_RE = r"(?:\.edu|\.ac\.[a-z]{2}|\.edu\.[a-z]{2})$"
 
 # Derived from the timestamp: sales capacity differs by weekday and near month-end.
 TIME_FEATURES = ("mql_weekday", "mql_days_to_month_end")
+# Rows looked at to decide whether a column repeats its values enough to parse distinct values.
+_SAMPLE_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,40 @@ class Parsed:
 
 
 def parse_field(raw: pd.Series, field: FieldSpec, markers: frozenset[str]) -> Parsed:
-    """Parse one column of raw cells (text from a file, or typed values from an API/DataFrame)."""
+    """Parse one column of raw cells (text from a file, or typed values from an API/DataFrame).
+
+    A cell parses on its own, whatever its neighbours, so a long text column with few distinct
+    values (most CRM fields: a million rows, a few hundred values) is parsed once per distinct
+    value and the results are spread back over the rows: the same answer, several times faster.
+    """
+    if not _few_distinct(raw):
+        return _parse_cells(raw, field, markers)
+    codes, uniques = raw.factorize()
+    distinct = pd.Series(uniques, name=raw.name)
+    nulls = codes < 0
+    if nulls.any():  # a null cell parses like any other: once, appended to the distinct values
+        first_null = int(np.flatnonzero(nulls)[0])
+        distinct = pd.concat([distinct, raw.iloc[first_null : first_null + 1]], ignore_index=True)
+        codes = np.where(nulls, len(distinct) - 1, codes)
+    parsed = _parse_cells(distinct, field, markers)
+    return Parsed(
+        values=parsed.values.iloc[codes].set_axis(raw.index),
+        missing=parsed.missing[codes],
+        bad=parsed.bad[codes],
+    )
+
+
+def _few_distinct(raw: pd.Series) -> bool:
+    """Whether to parse `raw` per distinct value: long text columns that repeat their values.
+
+    Only text: factorizing mixed Python objects would merge 1, 1.0 and True, which parse apart.
+    """
+    if len(raw) < 4 * _SAMPLE_ROWS or not isinstance(raw.dtype, pd.StringDtype):
+        return False
+    return raw.iloc[:_SAMPLE_ROWS].nunique(dropna=False) <= _SAMPLE_ROWS // 4
+
+
+def _parse_cells(raw: pd.Series, field: FieldSpec, markers: frozenset[str]) -> Parsed:
     text = _as_text(raw)
     missing = (text.isna() | text.isin(markers)).to_numpy(copy=True)
     parser = _PARSERS[field.type]
@@ -123,10 +164,13 @@ def assemble_clean(
             columns[name] = pd.Series(np.where(column.missing, np.nan, 1.0), index=index)
         else:
             columns[name] = column.values.mask(column.missing | column.bad)
-    clean = pd.DataFrame(columns, index=index)
-    if stamps is not None:
-        clean = clean.join(time_features(stamps))
-    return clean
+    if stamps is None:
+        return pd.DataFrame(columns, index=index)
+    times = time_features(stamps)
+    if not (index.is_unique and times.index.equals(index)):
+        return pd.DataFrame(columns, index=index).join(times)
+    # What the join gives when both share one index, without copying a million rows twice.
+    return pd.DataFrame({**columns, **times}, index=index)
 
 
 def parse_timestamps(raw: pd.Series) -> pd.Series:
@@ -149,14 +193,49 @@ def time_features(stamps: pd.Series) -> pd.DataFrame:
 
 
 def email_kind(text: pd.Series) -> pd.Series:
-    """corporate / free / education / invalid for each address (missing stays missing)."""
+    """corporate / free / education / invalid for each address (missing stays missing).
+
+    EMAIL_RE (with Python's `re`) is checked in its two halves: the text before the first "@"
+    must be a user name, the rest a domain, whose kind follows. A million addresses share a few
+    thousand user names and domains, so each half is checked once per distinct value.
+    """
     lowered = text.str.strip().str.lower()
-    valid = lowered.str.match(EMAIL_RE, na=False).to_numpy(dtype=bool)
-    domain = lowered.str.replace(r"^.*@", "", regex=True)
-    free = domain.isin(FREE_MAIL_DOMAINS).to_numpy(dtype=bool)
-    education = domain.str.contains(EDU_RE, na=False).to_numpy(dtype=bool)
-    kind = np.select([~valid, free, education], ["invalid", "free", "education"], "corporate")
+    user, domain = _split_at_first(lowered, "@")
+    user_ok = _each_distinct(user, lambda u: re.fullmatch(_EMAIL_USER_RE, u) is not None, False)
+    kind = _each_distinct(domain, _domain_kind, "invalid")
+    kind = np.where(user_ok, kind, "invalid")
     return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
+
+
+def _domain_kind(domain: str) -> str:
+    if re.match(_EMAIL_DOMAIN_RE, domain) is None:
+        return "invalid"
+    if domain in FREE_MAIL_DOMAINS:
+        return "free"
+    return "education" if re.search(EDU_RE, domain) else "corporate"
+
+
+def _split_at_first(text: pd.Series, separator: str) -> tuple[pa.Array, pa.Array]:
+    """Each cell's text before the first `separator` and after it (null when it has none)."""
+    cells = pa.array(text.astype("str"))
+    if isinstance(cells, pa.ChunkedArray):
+        cells = cells.combine_chunks()
+    parts = pc.split_pattern(cells, separator, max_splits=1)
+    before = pc.list_element(parts, 0)
+    offsets = parts.offsets.to_numpy()
+    has_separator = np.diff(offsets) == 2
+    after = parts.values.take(
+        pa.array(np.where(has_separator, offsets[:-1] + 1, 0), mask=~has_separator)
+    )
+    return before, after
+
+
+def _each_distinct(cells: pa.Array, function: Callable[[str], object], null: object) -> np.ndarray:
+    """`function` of each cell, called once per distinct value; `null` for null cells."""
+    encoded = pc.dictionary_encode(cells)
+    results = [function(v) for v in encoded.dictionary.to_pylist()]
+    lookup = np.array([*results, null])
+    return lookup[encoded.indices.fill_null(len(results)).to_numpy()]
 
 
 def phone_kind(text: pd.Series) -> pd.Series:

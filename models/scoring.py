@@ -45,16 +45,16 @@ def score_clean(
 ) -> Scored:
     """Score leads already in the clean view (a validated file has it at hand)."""
     model, spec = loaded.model, loaded.model.spec
-    predicted = model.predict_clean(clean)
+    predicted = model.probabilities(clean)
     rules = model.criteria.score(clean, spec)
-    p_accept = predicted["p_accept"].to_numpy()
+    p_accept = predicted["p_accept"]
     tier = tiers(p_accept)
     route = routes(p_accept, loaded.routing_threshold)
     table = pd.DataFrame(
         {
             "lead_id": lead_ids,
             "p_accept": p_accept.round(6),
-            "p_sql": predicted["p_sql"].to_numpy().round(6) if "p_sql" in predicted else np.nan,
+            "p_sql": predicted["p_sql"].round(6) if "p_sql" in predicted else np.nan,
             "tier": tier,
             "route": route,
             "sla_hours": np.where(route == "sales", sla_hours, None),

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from models.features import Parsed, assemble_clean, parse_field, parse_timestamps
 from models.spec import DatasetSpec, LabelSpec
@@ -23,6 +25,7 @@ log = logging.getLogger(__name__)
 
 _REJECT_COLUMNS = ["row", "line", "lead_id", "column", "value", "problem"]
 _SAMPLE_ERRORS = 10
+_MAX_SLICES = 2000  # rejected rows up to which the kept rows are joined as slices (_kept_rows)
 
 
 class LoadError(ValueError):
@@ -82,8 +85,8 @@ def load_leads(
     if not path.is_file():
         raise LoadError(f"{path}: no such file")
     required = spec.required_columns if labelled else spec.lead_columns
-    raw, bad_lines = _read(path, spec)
-    _check_columns(path, raw, spec, required)
+    raw, columns, bad_lines = _read(path, spec, required)
+    _check_columns(path, columns, spec, required)
     parsed = {
         name: parse_field(raw[name], f, spec.missing_markers(name))
         for name, f in spec.fields.items()
@@ -102,9 +105,7 @@ def load_leads(
         rows_rejected=rows_rejected,
         errors=errors,
         warnings=_warnings(raw, spec, labelled),
-        ignored_columns=[
-            c for c in raw.columns if c not in spec.required_columns + list(spec.exclude)
-        ],
+        ignored_columns=[c for c in columns if c not in spec.required_columns + list(spec.exclude)],
     )
     if rows_read == 0:
         raise LoadError(f"{path}: the file has a header but no rows")
@@ -121,9 +122,12 @@ def load_leads(
             report.rejects_path or "the load report",
         )
     # Only the columns the spec uses travel on: at a million rows the rest is most of the memory.
-    kept = raw.drop(index=rejected_rows - 1)[required]
-    clean = assemble_clean(parsed, stamps, spec, raw.index).loc[kept.index]
-    return Leads(frame=kept, clean=clean, report=report)
+    clean = assemble_clean(parsed, stamps, spec, raw.index)
+    if not len(rejected_rows):
+        return Leads(frame=raw[required], clean=clean, report=report)
+    keep = np.ones(len(raw), dtype=bool)
+    keep[rejected_rows - 1] = False
+    return Leads(frame=_kept_rows(raw[required], keep), clean=clean[keep], report=report)
 
 
 def label_values(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.Series, pd.Series | None]:
@@ -141,11 +145,15 @@ def label_values(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.Series, pd.
 
 
 # -- reading -------------------------------------------------------------------------------------
-def _read(path: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _read(
+    path: Path, spec: DatasetSpec, wanted: list[str]
+) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
+    """The rows as text (of a CSV, only the `wanted` columns it has), the names of all the file's
+    columns, and the lines that do not split into as many fields as the header."""
     if path.suffix == ".parquet":
         frame = pd.read_parquet(path)
         frame = frame.astype({c: "str" for c in frame.columns if frame[c].dtype == object})
-        return frame.reset_index(drop=True), _empty_errors()
+        return frame.reset_index(drop=True), list(frame.columns), _empty_errors()
     bad: list[tuple[int, int, str]] = []
 
     def keep_bad_line(row: object) -> str:
@@ -153,22 +161,36 @@ def _read(path: Path, spec: DatasetSpec) -> tuple[pd.DataFrame, pd.DataFrame]:
         return "skip"
 
     try:
-        frame = pd.read_csv(
+        # pandas reads the header (so the columns are named as pandas names them: duplicates
+        # as "x.1", blanks as "Unnamed: 3"); Arrow reads the rows, converting only the columns
+        # the spec uses, and with the header row itself as row 0 so the names can't clash.
+        header = pd.read_csv(
+            path, sep=spec.read.delimiter, encoding=spec.read.encoding, nrows=0, dtype=str
+        ).columns
+        columns = [str(c).strip() for c in header]
+        present = [c for c in dict.fromkeys(wanted) if c in columns]
+        if len(present) < len(set(wanted)):  # refused for its columns: its rows are not needed
+            return pd.DataFrame(columns=present), columns, _empty_errors()
+        table = pacsv.read_csv(
             path,
-            sep=spec.read.delimiter,
-            encoding=spec.read.encoding,
-            dtype=str,
-            keep_default_na=False,
-            engine="pyarrow",
-            on_bad_lines=keep_bad_line,
+            read_options=pacsv.ReadOptions(
+                encoding=spec.read.encoding, autogenerate_column_names=True
+            ),
+            parse_options=pacsv.ParseOptions(
+                delimiter=spec.read.delimiter, invalid_row_handler=keep_bad_line
+            ),
+            convert_options=pacsv.ConvertOptions(
+                default_column_type=pa.string(),
+                include_columns=[f"f{columns.index(c)}" for c in present],
+            ),
         )
     except (UnicodeDecodeError, ValueError, OSError) as exc:
         raise LoadError(
             f"{path}: cannot be read as {spec.read.encoding} text separated by "
             f"{spec.read.delimiter!r}: {exc}"
         ) from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return frame, _bad_line_errors(path, bad)
+    frame = table.slice(1).rename_columns(present).to_pandas()
+    return frame, columns, _bad_line_errors(path, bad)
 
 
 def _bad_line_errors(path: Path, bad: list[tuple[int, int, str]]) -> pd.DataFrame:
@@ -200,16 +222,17 @@ def _find_lines(path: Path, texts: set[str]) -> dict[str, int]:
     return found
 
 
-def _check_columns(path: Path, raw: pd.DataFrame, spec: DatasetSpec, required: list[str]) -> None:
-    missing = [c for c in required if c not in raw.columns]
+def _check_columns(path: Path, columns: list[str], spec: DatasetSpec, required: list[str]) -> None:
+    missing = [c for c in required if c not in columns]
     if not missing:
-        duplicated = raw.columns[raw.columns.duplicated()].tolist()
+        names = pd.Index(columns)
+        duplicated = names[names.duplicated()].tolist()
         if duplicated:
             raise LoadError(f"{path}: header repeats column(s) {duplicated}")
         return
     hint = ""
-    if len(raw.columns) == 1:
-        sniffed = _sniff_delimiter(raw.columns[0])
+    if len(columns) == 1:
+        sniffed = _sniff_delimiter(columns[0])
         if sniffed and sniffed != spec.read.delimiter:
             hint = (
                 f" The header was read as one column; the file looks {sniffed!r}-separated but "
@@ -275,6 +298,8 @@ def _id_errors(ids: pd.Series, column: str) -> pd.DataFrame:
     stripped = ids.str.strip()
     empty = (stripped == "").to_numpy()
     duplicate = (stripped.duplicated(keep="first")).to_numpy() & ~empty
+    if not duplicate.any():  # the usual case: no need to find where each id was first seen
+        return _errors(ids, empty, column, "missing id", "missing lead id")
     row_numbers = pd.Series(np.arange(1, len(ids) + 1), index=ids.index)
     first_row = row_numbers.groupby(stripped.to_numpy()).transform("min").astype(str)
     problem = ("duplicate lead id (first seen at row " + first_row + ")").to_numpy()
@@ -335,17 +360,38 @@ def _with_lead_ids(errors: pd.DataFrame, raw: pd.DataFrame, spec: DatasetSpec) -
     return errors
 
 
+def _kept_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """`frame[keep]`. When a few rows go from a file's text columns, the stretches between them
+    are joined as Arrow slices, which share the file's buffers instead of copying every cell."""
+    dropped = np.flatnonzero(~keep)
+    arrow_text = all(isinstance(d, pd.StringDtype) and d.storage == "pyarrow" for d in frame.dtypes)
+    if len(dropped) > _MAX_SLICES or not keep.any() or not arrow_text:
+        return frame[keep]
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    starts = np.concatenate([[0], dropped + 1])
+    ends = np.concatenate([dropped, [len(frame)]])
+    pieces = [table.slice(s, e - s) for s, e in zip(starts, ends, strict=True) if e > s]
+    kept = pa.concat_tables(pieces).to_pandas()
+    kept.index = frame.index[keep]
+    return kept
+
+
 # -- outcome of the check ------------------------------------------------------------------------
 def _warnings(raw: pd.DataFrame, spec: DatasetSpec, labelled: bool) -> list[str]:
     warnings = []
     for name in spec.fields:
-        markers = spec.missing_markers(name)
-        if raw[name].str.strip().isin(markers).all():
+        if _all_in(raw[name], spec.missing_markers(name)):
             warnings.append(f"column {name!r} is empty in every row: it carries no signal")
     for label in (spec.labels.accepted, spec.labels.sql) if labelled else ():
-        if label is not None and raw[label.column].str.strip().isin(label.undecided).all():
+        if label is not None and _all_in(raw[label.column], label.undecided):
             warnings.append(f"label column {label.column!r} has no decided outcome in any row")
     return warnings
+
+
+def _all_in(values: pd.Series, allowed: frozenset[str] | tuple[str, ...]) -> bool:
+    """Whether every stripped cell is one of `allowed`; the first rows usually settle it."""
+    head = values.iloc[:1000]
+    return bool(head.str.strip().isin(allowed).all() and values.str.strip().isin(allowed).all())
 
 
 def _refusal(path: Path, report: LoadReport, spec: DatasetSpec) -> str:

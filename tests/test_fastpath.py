@@ -68,3 +68,31 @@ def test_fast_redaction_equals_frame_redaction(model, leads) -> None:
         for name in model.spec.personal_fields:
             expected = frame.loc[i, name]
             assert fast[name] == (None if pd.isna(expected) else expected), (name, lead[name])
+
+
+def test_batch_file_equals_the_api_paths(trained, builtin_csv, tmp_path, monkeypatch) -> None:
+    """`sal score`'s file (validated by the loader, scored in chunks, written by Arrow) says
+    what the API's frame path says for every lead, and the hot path for a sample."""
+    import pipeline.score as batch
+    from models.registry import load_by_alias
+    from models.scoring import score_frame
+
+    summary, settings, _ = trained
+    loaded = load_by_alias(settings.tracking_uri, summary.model_name, "champion", 0.5)
+    monkeypatch.setattr(batch, "CHUNK_ROWS", 2_500)  # several chunks, two in flight
+    report = batch.score_file(builtin_csv, loaded, tmp_path / "scored.csv")
+    written = pd.read_csv(tmp_path / "scored.csv", keep_default_na=False, na_values=[""])
+    raw = load_leads(builtin_csv, loaded.model.spec, labelled=False).frame
+    api = score_frame(loaded, raw, 24).table
+    assert report.rows_scored == len(written) == len(api) > 2 * batch.CHUNK_ROWS
+    columns = ["p_accept", "p_sql", "rule_score", *api.filter(like="criterion_").columns]
+    pd.testing.assert_frame_equal(written[columns].astype(float), api[columns], check_exact=True)
+    for name in ("lead_id", "tier", "route", "rule_pass", "disagreement"):
+        assert written[name].tolist() == api[name].tolist(), name
+    scorer = LeadScorer(loaded.model)
+    for i in np.random.default_rng(1).choice(len(raw), 200, replace=False):
+        fast, row = scorer.score(raw.iloc[i].to_dict()), written.iloc[i]
+        assert row["p_accept"] == pytest.approx(fast.p_accept, abs=5e-7)
+        assert row["p_sql"] == pytest.approx(fast.p_sql, abs=5e-7)
+        assert row["rule_score"] == pytest.approx(fast.rule_total, abs=5e-3)
+        assert row["rule_pass"] == fast.rule_pass

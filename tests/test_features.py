@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
 from models.encoder import MISSING_CODE, LeadEncoder
-from models.features import email_kind, normalize, phone_kind, redact_personal
+from models.features import (
+    EDU_RE,
+    EMAIL_RE,
+    FREE_MAIL_DOMAINS,
+    email_kind,
+    normalize,
+    parse_field,
+    phone_kind,
+    redact_personal,
+)
 
 
 def test_email_kinds() -> None:
@@ -119,3 +130,77 @@ def test_redacted_leads_score_like_the_originals(builtin_spec) -> None:
     stored = " ".join(map(str, redacted.to_numpy().ravel()))
     assert not any(v in stored for v in ("jane", "joe1987", "7946", "Jane", "Sam", "John"))
     assert redacted["industry"].tolist() == raw["industry"].tolist()
+
+
+# Cells a CRM export or an API client could send, for the per-distinct-value parsing below.
+MESSY = {
+    "industry": ["Software", " RETAIL ", "Select", "space_mining", "", "n/a", None],
+    "employees": ["1,200", "7", " 3.0 ", "-1", "lots", "inf", "", "1e2", "+3", ".5", None],
+    "demo_requested": ["Yes", "n", "TRUE", "0.0", "maybe", "", " y ", None],
+    "email": [
+        "Ann@Acme.com",
+        "x@gmail.com",
+        "a b@c.com",
+        "a@b@c.com",
+        "x@y",
+        "",
+        "s@uni.edu",
+        None,
+    ],
+}
+
+
+def test_parsing_distinct_values_equals_parsing_every_cell(tiny_spec) -> None:
+    # A long text column is parsed once per distinct value (models.features.parse_field); a
+    # column of Python objects, cell by cell. Both must give the same values, masks and dtypes.
+    rng = np.random.default_rng(0)
+    for name, cells in MESSY.items():
+        column = pd.Series(rng.choice(np.array(cells, dtype=object), 20_000), dtype="str")
+        field, markers = tiny_spec.fields[name], tiny_spec.missing_markers(name)
+        distinct, each = (
+            parse_field(column, field, markers),
+            parse_field(column.astype(object), field, markers),
+        )
+        pd.testing.assert_series_equal(distinct.values, each.values, check_names=False)
+        np.testing.assert_array_equal(distinct.missing, each.missing)
+        np.testing.assert_array_equal(distinct.bad, each.bad)
+
+
+def test_email_kind_is_the_email_regex_then_the_domain() -> None:
+    cells = [
+        "a@gmail.com",
+        " A@GMAIL.COM ",
+        "a@b.co\n",
+        "a\n@b.com",
+        "@b.com",
+        "a@",
+        "a@@b.com",
+        "a b@c.com",
+        "a\x0b@c.com",
+        "a\u00a0b@c.com",
+        "x@uni.edu",
+        "x@ox.ac.uk",
+        "x@y.edu.au",
+        "ü@ö.com",
+        "é@acme.com",
+        "a@b.c",
+        "a@b-.cc",
+        "first.last+tag@sub.acme.io",
+        "",
+        None,
+    ]
+    expected = []
+    for cell in cells:
+        address = cell.strip().lower() if cell is not None else None
+        domain = address.rsplit("@", 1)[-1] if address is not None else None
+        if address is None:
+            expected.append(None)
+        elif not re.match(EMAIL_RE, address):
+            expected.append("invalid")
+        elif domain in FREE_MAIL_DOMAINS:
+            expected.append("free")
+        else:
+            expected.append("education" if re.search(EDU_RE, domain) else "corporate")
+    for dtype in (object, "str"):
+        kinds = email_kind(pd.Series(cells, dtype=dtype))
+        assert [None if pd.isna(k) else k for k in kinds] == expected

@@ -144,3 +144,20 @@ def test_bad_timestamp_and_personal_values_redacted(write_file, tiny_spec, tmp_p
 def test_missing_file(tiny_spec, tmp_path) -> None:
     with pytest.raises(LoadError, match="no such file"):
         load_leads(tmp_path / "absent.csv", tiny_spec)
+
+
+def test_kept_rows_keep_their_row_numbers_and_the_header_names(write_file, tiny_spec) -> None:
+    # A few rejected rows in a long file: the kept rows are joined from slices of the read text.
+    bad = {3, 7}
+    rows = [
+        f"L{i},2025-01-02 10:00:00,retail,{-1 if i in bad else i},true,a{i}@x.com,accepted,a,b"
+        for i in range(1, 21)
+    ]
+    path = write_file("few-bad.csv", _csv(rows, TINY_HEADER + ",notes,notes"))
+    leads = load_leads(path, tiny_spec)
+    kept = [i - 1 for i in range(1, 21) if i not in bad]
+    assert leads.report.rows_rejected == 2
+    assert leads.frame.index.tolist() == leads.clean.index.tolist() == kept
+    assert leads.report.ignored_columns == ["notes", "notes.1"]  # as pandas names a repeat
+    everything = pd.read_csv(path, dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(leads.frame, everything.loc[kept, leads.frame.columns])

@@ -70,6 +70,7 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
         artifact_root=tmp_path / "artifacts",
         data_dir=ROOT / "data",
+        reports_dir=tmp_path / "reports",
         experiment="test-experiment",
     )
 
@@ -106,6 +107,7 @@ def trained(builtin_csv: Path, tmp_path_factory: pytest.TempPathFactory):
         tracking_uri=f"sqlite:///{store / 'mlflow.db'}",
         artifact_root=store / "artifacts",
         data_dir=ROOT / "data",
+        reports_dir=store / "reports",
         experiment="session",
     )
     inputs = TrainInputs(

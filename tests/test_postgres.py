@@ -57,6 +57,7 @@ def test_training_tracks_and_registers_in_postgres(
         tracking_uri=postgres_database,
         artifact_root=tmp_path / "artifacts",
         data_dir=ROOT / "data",
+        reports_dir=tmp_path / "reports",
         experiment="pg",
     )
     inputs = TrainInputs(
@@ -100,3 +101,38 @@ def test_service_store_on_postgres(postgres_database, serve_settings) -> None:
     (row,) = frame.to_dict("records")
     assert (row["lead_id"], row["sal_status"], row["sql_status"]) == ("PG-1", "accepted", "no")
     assert row["web_visits"] == "2.0"
+
+
+def test_monitoring_reads_the_postgres_log(postgres_database) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from models import store
+    from models.spec import load_spec
+    from pipeline.monitor import read_monitoring_frame
+
+    engine = store.connect(postgres_database)
+    try:
+        scored = datetime.now(UTC) - timedelta(hours=1)
+        store.log_scores(
+            engine,
+            [
+                {
+                    "lead_id": f"PG-{i}",
+                    "scored_at": scored,
+                    "model_version": "1",
+                    "features": {"industry": "software", "web_visits": i},
+                    "p_accept": 0.9,
+                    "route": "sales",
+                    "tier": "A",
+                }
+                for i in range(3)
+            ],
+        )
+        store.record_outcomes(engine, [{"lead_id": "PG-0", "accepted": True, "decided_at": scored}])
+        frame = read_monitoring_frame(engine, load_spec(ROOT / "data/specs/builtin.yaml"))
+    finally:
+        engine.dispose()
+    assert sorted(frame["lead_id"]) == ["PG-0", "PG-1", "PG-2"]
+    assert frame.set_index("lead_id")["accepted"].to_dict()["PG-0"] == True  # noqa: E712
+    assert list(frame["web_visits"].sort_values()) == [0.0, 1.0, 2.0]
+    assert str(frame["scored_at"].dt.tz) == "UTC"

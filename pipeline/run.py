@@ -354,7 +354,12 @@ def _gate(record: RunRecord, champion: Champion | None) -> tuple[bool, str]:
     _, decision = compare(
         y, candidate, rivals, rules, rules_for_gate, gate.n_boot, record.config.seed
     )
-    flag = "" if policy.met else " Its routing promise is not met (best achievable, flagged)."
+    if champion is None:
+        flag = " A first model's routing promise is reported (routing_met), not required."
+    else:
+        flag = ""
+    if not policy.met:
+        flag += " Its routing promise is not met (best achievable, flagged)."
     return decision.promote, decision.reason + flag
 
 

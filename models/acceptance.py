@@ -6,6 +6,7 @@ the training evaluation, the pyfunc and the server.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,10 @@ class PlattCalibrator:
 
     def __call__(self, margin: np.ndarray) -> np.ndarray:
         return 1.0 / (1.0 + np.exp(-(self.slope * margin + self.intercept)))
+
+    def one(self, margin: float) -> float:
+        """The same for one margin (NumPy on a one-element array costs the hot path 5 us)."""
+        return 1.0 / (1.0 + math.exp(-(self.slope * margin + self.intercept)))
 
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from models.features import TIME_FEATURES
+from models.features import TIME_FEATURES, codes_of
 from models.spec import DatasetSpec, FieldType
 
 MISSING_CODE = 0
@@ -96,11 +96,5 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _codes(values: pd.Series, vocabulary: dict[str, int]) -> np.ndarray:
-        # Look up each distinct value once; the last entry of `lookup` is for missing cells,
-        # which factorize marks -1.
-        distinct, uniques = pd.factorize(values.to_numpy(), use_na_sentinel=True)
         other = len(vocabulary) + 1
-        lookup = np.array(
-            [*(vocabulary.get(v, other) for v in uniques), MISSING_CODE], dtype=np.float32
-        )
-        return lookup[distinct]
+        return codes_of(values.to_numpy(), vocabulary, other, MISSING_CODE, np.float32)

@@ -207,9 +207,7 @@ class _Probability:
         self._calibrator = scorer.calibrator
 
     def __call__(self, row: np.ndarray) -> float:
-        # PlattCalibrator's formula on a scalar (NumPy on a one-element array costs 5 us more).
-        z = self._calibrator.slope * self._margin(row) + self._calibrator.intercept
-        return 1.0 / (1.0 + math.exp(-z))
+        return self._calibrator.one(self._margin(row))
 
 
 # -- per-type converters: raw value -> clean value (mirrors models.features' parsers) -------------

@@ -75,6 +75,15 @@ def wilson_lower(
     return _scalar_or_array(np.where(k > 0, lower, 0.0))
 
 
+def wilson_upper(
+    successes: npt.ArrayLike, n: npt.ArrayLike, confidence: float = 0.95
+) -> np.ndarray | float:
+    """One-sided Wilson score upper bound (1 where n is 0): by the interval's symmetry, one minus
+    the lower bound on the failures' proportion."""
+    k, trials = _counts(successes, n)
+    return _scalar_or_array(1.0 - np.asarray(wilson_lower(trials - k, trials, confidence)))
+
+
 def clopper_pearson_lower(
     successes: npt.ArrayLike, n: npt.ArrayLike, confidence: float = 0.95
 ) -> np.ndarray | float:
@@ -223,6 +232,11 @@ class RoutingPolicy:
             raise ValueError(f"unknown routing mode {self.mode!r}")
         _lower_bound(self.bound)
 
+    @property
+    def acceptance_target(self) -> float | None:
+        """The acceptance rate routed leads were promised to reach (capacity mode sets none)."""
+        return self.target if self.mode == "acceptance_rate" else None
+
     def to_dict(self) -> dict[str, Any]:
         """Plain Python values only, so it can be written as JSON."""
         return {key: _plain(value) for key, value in asdict(self).items()}
@@ -250,6 +264,16 @@ class RoutingPolicy:
             "routing_coverage": f"{self.coverage:.4f}",
             "routing_recall": f"{self.recall:.4f}",
         }
+
+
+def _measured(figures: Any) -> dict[str, Any]:
+    """What a threshold did on the slice (a curve row or an `_outcome` dict), as policy fields."""
+    return {
+        "observed_rate": float(figures["acceptance_rate"]),
+        "coverage": float(figures["coverage"]),
+        "recall": float(figures["recall"]),
+        "routed": int(figures["routed"]),
+    }
 
 
 def _plain(value: Any) -> Any:
@@ -293,10 +317,7 @@ def acceptance_rate_policy(
         bound=bound,
         met=met,
         promised_rate=float(row["lower_bound"]),
-        observed_rate=float(row["acceptance_rate"]),
-        coverage=float(row["coverage"]),
-        recall=float(row["recall"]),
-        routed=int(row["routed"]),
+        **_measured(row),
         rows=len(scores),
         note=note,
     )
@@ -376,10 +397,7 @@ def capacity_policy(
         bound=bound,
         met=met,
         promised_rate=expected,
-        observed_rate=float(result["acceptance_rate"]),
-        coverage=float(result["coverage"]),
-        recall=float(result["recall"]),
-        routed=int(result["routed"]),
+        **_measured(result),
         rows=rows,
         note=note,
         capacity=int(capacity),

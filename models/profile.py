@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.features import codes_of
 from models.spec import DatasetSpec, FieldType
 
 PROFILE_VERSION = 1
@@ -154,13 +155,8 @@ def _numeric_codes(values: pd.Series, edges: list[float]) -> np.ndarray:
 
 
 def _categorical_codes(values: pd.Series, categories: list[str]) -> np.ndarray:
-    other, missing = len(categories), len(categories) + 1
     position = {name: i for i, name in enumerate(categories)}
-    # Look up each distinct value once; factorize marks missing with -1, which indexes the
-    # appended `missing` code at the end of the lookup.
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    lookup = [position.get(str(value), other) for value in uniques]
-    return np.asarray([*lookup, missing], dtype=np.int64)[codes]
+    return codes_of(values, position, other=len(categories), missing=len(categories) + 1)
 
 
 def _shares(codes: np.ndarray, n_bins: int) -> np.ndarray:

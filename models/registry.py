@@ -12,6 +12,7 @@ from mlflow.entities.model_registry import ModelVersion
 
 from models.acceptance import AcceptanceModel
 from models.fastpath import LeadScorer
+from models.policy import RoutingPolicy
 
 # Where a training run keeps its HTML (pipeline/run.py writes them, the service shows them).
 REPORT_ARTIFACT = "training_report.html"
@@ -26,10 +27,15 @@ class LoadedModel:
     name: str
     version: str
     routing_threshold: float
-    run_id: str | None = None
     # The training run's HTML, fetched once at load for whoever shows it (the service).
     reports: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     scorer: LeadScorer = field(init=False, repr=False, compare=False)
+
+    @property
+    def policy(self) -> RoutingPolicy | None:
+        """The routing policy stored with this version (None for versions older than it)."""
+        stored = self.model.metadata.get("routing_policy")
+        return RoutingPolicy.from_dict(stored) if stored else None
 
     def __post_init__(self) -> None:
         # Per-lead preparation happens here, once per loaded version, never per request.
@@ -78,30 +84,22 @@ def _load(
         name=name,
         version=str(version.version),
         routing_threshold=threshold,
-        run_id=version.run_id,
         reports=_reports(tracking_uri, version.run_id) if with_reports else {},
     )
 
 
 def _reports(tracking_uri: str, run_id: str | None) -> dict[str, str]:
+    """The training run's HTML reports by name (none for runs older than the reports)."""
     if run_id is None:
         return {}
-    found = {
-        name: run_report(tracking_uri, run_id, name) for name in (REPORT_ARTIFACT, CARD_ARTIFACT)
-    }
-    return {name: html for name, html in found.items() if html is not None}
-
-
-def run_report(tracking_uri: str, run_id: str, name: str) -> str | None:
-    """One of a training run's HTML reports (`REPORT_ARTIFACT`, `CARD_ARTIFACT`), if it has it."""
     with tempfile.TemporaryDirectory() as tmp:
         try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id,
-                artifact_path=f"report/{name}",
-                dst_path=tmp,
-                tracking_uri=tracking_uri,
+            folder = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path="report", dst_path=tmp, tracking_uri=tracking_uri
             )
         except Exception:  # older runs have none; any store error means "not available"
-            return None
-        return Path(path).read_text(encoding="utf-8")
+            return {}
+        found = {name: Path(folder) / name for name in (REPORT_ARTIFACT, CARD_ARTIFACT)}
+        return {
+            name: path.read_text(encoding="utf-8") for name, path in found.items() if path.is_file()
+        }

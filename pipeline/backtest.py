@@ -85,6 +85,7 @@ from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
 from models.policy import outcome_at, rules_outcome, wilson_lower
+from pipeline.config import GateConfig
 from pipeline.evaluate import expected_calibration_error
 
 INTERVAL_METRICS = ("roc_auc", "ece", "routed_rate")
@@ -174,6 +175,11 @@ class GateRules:
     ece_tolerance: float = 0.01
     target: float | None = 0.90
     confidence: float = 0.95
+
+    @classmethod
+    def from_config(cls, config: GateConfig, target: float | None) -> GateRules:
+        """The margins from train.yaml's `gate`, with the challenger's acceptance target."""
+        return cls(config.auc_margin, config.ece_tolerance, target, config.confidence)
 
     def __post_init__(self) -> None:
         if self.auc_margin < 0 or self.ece_tolerance < 0:

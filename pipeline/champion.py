@@ -26,10 +26,10 @@ from pipeline.backtest import Backtest, Contender, Decision, GateRules, compare
 from pipeline.baselines import fit_rule_calibration
 from pipeline.config import load_train_config
 from pipeline.load import Leads, label_values, load_leads
-from pipeline.register import CHAMPION, promote, rollback_target
+from pipeline.register import champion_version, promote, rollback_target
 from pipeline.report import Report
 from pipeline.settings import PipelineSettings
-from pipeline.split import split_leads
+from pipeline.split import Split, split_leads
 from pipeline.tracking import use_experiment
 
 RULES = "rule criteria"
@@ -63,41 +63,31 @@ class EvaluationRun:
 
 def evaluate_challenger(options: EvaluateOptions, settings: PipelineSettings) -> EvaluationRun:
     name, client = options.model_name, MlflowClient(tracking_uri=settings.tracking_uri)
-    champion_version = _alias_version(client, name)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    current = champion_version(name)
     challenger_version = options.challenger or _newest(client, name)
-    if challenger_version == champion_version:
+    if challenger_version == current:
         raise DecisionError(f"{name} v{challenger_version} is already the champion")
     challenger = _load(settings, name, challenger_version)
-    champion = _load(settings, name, champion_version) if champion_version else None
+    champion = _load(settings, name, current) if current else None
 
     spec = challenger.model.spec
     leads = load_leads(options.data, spec, rejects_path=_rejects(settings, options.data))
     accepted, _ = label_values(leads.frame, spec)
     split = split_leads(leads.frame, accepted, spec)
-    recent = leads.frame.loc[split.test]
     y = accepted.loc[split.test].to_numpy(dtype=int)
-    contenders = _contenders(challenger, champion, leads, accepted, split.valid, recent)
-    gate_config = load_train_config(settings.train_config).gate
-    rules_for_gate = GateRules(
-        auc_margin=gate_config.auc_margin,
-        ece_tolerance=gate_config.ece_tolerance,
-        target=_target(challenger),
-        confidence=gate_config.confidence,
-    )
+    contenders = _contenders(challenger, champion, leads, accepted, split)
+    target = challenger.policy.acceptance_target if challenger.policy else None
+    gate_rules = GateRules.from_config(load_train_config(settings.train_config).gate, target)
     backtest, decision = compare(
-        y,
-        contenders[0],
-        contenders[1] if champion else None,
-        contenders[-1],
-        rules_for_gate,
-        options.n_boot,
-        options.seed,
+        y, *contenders, gate_rules=gate_rules, n_boot=options.n_boot, seed=options.seed
     )
     promoted = decision.promote and options.promote
     if promoted:
         promote(name, challenger.version, f"sal evaluate: {decision.reason}")
     window = split.windows.get("test")
-    report = _report(challenger, champion, backtest, decision, promoted, y, contenders, window)
+    scores = {c.name: c.p for c in contenders if c is not None}
+    report = _report(challenger, champion, backtest, decision, promoted, y, scores, window)
     path = report.write(settings.reports_dir / f"evaluate-{name}-v{challenger.version}.html")
     run_id = _log_decision(
         settings,
@@ -105,7 +95,7 @@ def evaluate_challenger(options: EvaluateOptions, settings: PipelineSettings) ->
         name=name,
         tags={
             "challenger": challenger.version,
-            "champion": champion_version or "none",
+            "champion": current or "none",
             "promote": str(decision.promote).lower(),
             "promoted": str(promoted).lower(),
             "reason": decision.reason[:5000],
@@ -116,7 +106,7 @@ def evaluate_challenger(options: EvaluateOptions, settings: PipelineSettings) ->
     client.set_model_version_tag(name, challenger.version, "evaluation", decision.reason[:4000])
     return EvaluationRun(
         challenger=challenger.version,
-        champion=champion_version,
+        champion=current,
         decision=decision,
         backtest=backtest,
         promoted=promoted,
@@ -132,7 +122,7 @@ def rollback(
     """Point `champion` at `to` (default: the version promoted before the current one)."""
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
-    current = _alias_version(client, name)
+    current = champion_version(name)
     if current is None:
         raise DecisionError(f"{name} has no champion to roll back")
     target = to or rollback_target(name)
@@ -163,33 +153,32 @@ def _contenders(
     champion: LoadedModel | None,
     leads: Leads,
     accepted: pd.Series,
-    valid: pd.Index,
-    recent: pd.DataFrame,
-) -> list[Contender]:
-    """Challenger, champion (if any) and the rule criteria, in that order."""
-    scored = challenger.model.predict(recent)
-    p = scored["p_accept"].to_numpy()
-    contenders = [Contender(_label(challenger), p, challenger.routing_threshold)]
+    split: Split,
+) -> tuple[Contender, Contender | None, Contender]:
+    """Challenger, champion (None if there is none) and the rule criteria on the test slice."""
+    # The file was validated with the challenger's spec: its clean view is the challenger's.
+    scored = challenger.model.predict_clean(leads.clean.loc[split.test])
+    rival = None
     if champion is not None:
-        try:
-            p_champion = champion.model.predict(recent)["p_accept"].to_numpy()
+        try:  # the champion reads the raw leads through its own spec
+            p_champion = champion.model.predict(leads.frame.loc[split.test])["p_accept"]
         except Exception as exc:  # e.g. trained on a spec whose columns this file lacks
             raise DecisionError(
                 f"champion v{champion.version} cannot score this file: {exc}"
             ) from exc
-        contenders.append(Contender(_label(champion), p_champion, champion.routing_threshold))
+        rival = Contender(_label(champion), p_champion.to_numpy(), champion.routing_threshold)
     # The rules' score mapped to a probability on the validation leads, as in training.
-    valid_rules = challenger.model.predict(leads.frame.loc[valid])["rule_score"]
-    to_probability = fit_rule_calibration(valid_rules, accepted.loc[valid])
-    contenders.append(
-        Contender(
-            RULES,
-            to_probability(scored["rule_score"].to_numpy()),
-            None,
-            routed=scored["rule_pass"].to_numpy(dtype=bool),
-        )
+    model = challenger.model
+    valid_rules = model.criteria.score(leads.clean.loc[split.valid], model.spec).total
+    to_probability = fit_rule_calibration(valid_rules, accepted.loc[split.valid])
+    rules = Contender(
+        RULES,
+        to_probability(scored["rule_score"].to_numpy()),
+        None,
+        routed=scored["rule_pass"].to_numpy(dtype=bool),
     )
-    return contenders
+    p = scored["p_accept"].to_numpy()
+    return Contender(_label(challenger), p, challenger.routing_threshold), rival, rules
 
 
 def _load(settings: PipelineSettings, name: str, version: str) -> LoadedModel:
@@ -197,13 +186,6 @@ def _load(settings: PipelineSettings, name: str, version: str) -> LoadedModel:
         return load_version(settings.tracking_uri, name, version, DEFAULT_ROUTING_THRESHOLD)
     except MlflowException as exc:
         raise DecisionError(f"{name} has no version {version}: {exc}") from exc
-
-
-def _alias_version(client: MlflowClient, name: str) -> str | None:
-    try:
-        return str(client.get_model_version_by_alias(name, CHAMPION).version)
-    except MlflowException:
-        return None
 
 
 def _newest(client: MlflowClient, name: str) -> str:
@@ -216,11 +198,6 @@ def _newest(client: MlflowClient, name: str) -> str:
 def _label(loaded: LoadedModel) -> str:
     """A contender's name in tables and reasons ("v3"): the gate's wording gives the role."""
     return f"v{loaded.version}"
-
-
-def _target(loaded: LoadedModel) -> float | None:
-    policy = loaded.model.metadata.get("routing_policy") or {}
-    return policy.get("target") if policy.get("mode") == "acceptance_rate" else None
 
 
 def _rejects(settings: PipelineSettings, data: Path) -> Path:
@@ -266,7 +243,7 @@ def _report(
     decision: Decision,
     promoted: bool,
     y: np.ndarray,
-    contenders: list[Contender],
+    scores: dict[str, np.ndarray],
     window: tuple[str, str] | None,
 ) -> Report:
     title = f"{challenger.name}: challenger v{challenger.version} vs " + (
@@ -295,7 +272,6 @@ def _report(
         columns={"roc_auc": "estimate", "roc_auc_low": "low", "roc_auc_high": "high"}
     )[["name", "estimate", "low", "high"]]
     report.figure(plots.bootstrap_figure(intervals, "ROC AUC with intervals", "ROC AUC"), "ROC AUC")
-    scores = {c.name: c.p for c in contenders}
     report.section("Curves on the same leads")
     report.figure(plots.roc_figure(y, scores), "ROC curve, rule criteria on the same axes")
     report.figure(plots.reliability_figure(y, scores), "Reliability (calibration)")

@@ -11,6 +11,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -32,6 +34,16 @@ _USER_ERRORS = (SpecError, LoadError, SplitError, RoutingError)
 _MODEL_NAME = typer.Option(
     None, help="Registered model [default: SAL_MODEL_NAME or lead-acceptance]."
 )
+
+
+@contextmanager
+def _user_errors(*extra: type[Exception]) -> Iterator[None]:
+    """Bad input ends a command with its message and exit code 2, never a traceback."""
+    try:
+        yield
+    except (*_USER_ERRORS, *extra) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2) from exc
 
 
 @app.callback()
@@ -128,11 +140,8 @@ def train(
         routing_target=routing_target,
         split=split,
     )
-    try:
+    with _user_errors():
         summary = train_from_file(inputs, settings)
-    except _USER_ERRORS as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
     typer.echo(summary_json(summary) if as_json else _render(summary))
 
 
@@ -154,13 +163,10 @@ def score(
 
     settings = get_settings()
     name = settings.registered_name(model_name)
-    try:
+    with _user_errors():
         loaded = load_by_alias(settings.tracking_uri, name, alias, DEFAULT_ROUTING_THRESHOLD)
         rejects = rejects or output.with_name(f"{output.stem}.rejects.csv")
         report = score_file(data, loaded, output, DEFAULT_SLA_HOURS, reasons, rejects)
-    except _USER_ERRORS as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
     typer.echo(
         f"scored {report.rows_scored:,} leads with {name} v{loaded.version} -> "
         f"{report.output} ({report.routed_to_sales:,} routed to sales; "
@@ -190,11 +196,8 @@ def evaluate(
         n_boot=n_boot,
         promote=promote,
     )
-    try:
+    with _user_errors(DecisionError):
         run = evaluate_challenger(options, settings)
-    except (*_USER_ERRORS, DecisionError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
     table = run.backtest.table
     typer.echo(
         f"{options.model_name}: challenger v{run.challenger} vs "
@@ -231,11 +234,8 @@ def rollback(
 
     settings = get_settings()
     name = settings.registered_name(model_name)
-    try:
+    with _user_errors(DecisionError):
         previous, now = roll_back(name, settings, to, reason)
-    except DecisionError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
     typer.echo(f"{name}: champion moved from v{previous} back to v{now}")
 
 
@@ -266,21 +266,18 @@ def monitor(
     if period not in ("week", "day"):
         raise typer.BadParameter("--period is 'week' or 'day'")
     settings = get_settings()
-    options = MonitorOptions(
-        database_url=database_url or settings.database_url,
-        model_name=settings.registered_name(model_name),
-        alias=alias,
-        weeks=weeks,
-        period="W" if period == "week" else "D",
-        decision_window_hours=decision_window_hours,
-        min_rows=min_rows,
-        now=datetime.fromisoformat(as_of) if as_of else None,
-    )
-    try:
+    with _user_errors(ValueError):  # a bad --as-of too
+        options = MonitorOptions(
+            database_url=database_url or settings.database_url,
+            model_name=settings.registered_name(model_name),
+            alias=alias,
+            weeks=weeks,
+            period="W" if period == "week" else "D",
+            decision_window_hours=decision_window_hours,
+            min_rows=min_rows,
+            now=datetime.fromisoformat(as_of) if as_of else None,
+        )
         run = monitor_champion(options, settings)
-    except (*_USER_ERRORS, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(code=2) from exc
     result = run.result
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
@@ -360,45 +357,16 @@ def _render(summary) -> str:
 
 
 def _render_routing(routing: dict) -> list[str]:
-    policy, later = routing["policy"], routing["later_slice"]
-    rules_valid, rules_later = routing["rules_on_validation"], routing["rules_on_later_slice"]
+    from pipeline.routing import comparison
+
+    policy = routing["policy"]
     lines = [
         f"routing ({policy['mode'].replace('_', ' ')}): P(accept) >= {policy['threshold']:.4f}"
         + ("" if policy["met"] else "  [TARGET NOT MET: best achievable]"),
         f"  {policy['note']}",
         f"{'':<28}{'routed':>8}{'accept rate':>13}{'lower bound':>13}{'recall':>8}",
     ]
-    rows = (
-        (
-            "model, validation (chosen)",
-            policy["coverage"],
-            policy["observed_rate"],
-            policy["promised_rate"],
-            policy["recall"],
-        ),
-        (
-            "model, later test slice",
-            later["coverage"],
-            later["acceptance_rate"],
-            later["lower_bound"],
-            later["recall"],
-        ),
-        (
-            "rules pass, validation",
-            rules_valid["coverage"],
-            rules_valid["acceptance_rate"],
-            rules_valid["lower_bound"],
-            rules_valid["recall"],
-        ),
-        (
-            "rules pass, later slice",
-            rules_later["coverage"],
-            rules_later["acceptance_rate"],
-            rules_later["lower_bound"],
-            rules_later["recall"],
-        ),
-    )
-    for name, *values in rows:
+    for name, *values in comparison(routing):
         cells = zip(values, (8, 13, 13, 8), strict=True)
         lines.append(f"  {name:<26}" + "".join(_pct(v, w) for v, w in cells))
     return lines

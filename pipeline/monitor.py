@@ -29,6 +29,7 @@ from sqlalchemy import Engine, select
 
 from models.decision import TIERS, tiers
 from models.features import TIME_FEATURES, normalize
+from models.policy import wilson_upper
 from models.profile import bin_codes
 from models.spec import DatasetSpec
 from models.store import outcomes, scoring_log
@@ -42,7 +43,8 @@ PSI_ALARM = 0.25
 # category at 5% should), while bins below 0.01% of leads add next to nothing.
 PSI_FLOOR = 1e-4
 
-WILSON_Z = 1.96  # 95% two-sided
+# The upper end of the two-sided 95% Wilson interval, i.e. a one-sided 97.5% bound.
+WILSON_CONFIDENCE = 0.975
 # Wilson's interval undercovers when few rejections are expected at the target: 3 of 5 accepted
 # has an upper bound of 0.88, yet 3 or fewer of 5 happens 8% of the time at a 90% rate. The check
 # waits until n * (1 - target) >= 5 (the usual rule for the normal approximation): 50 leads at 90%.
@@ -312,7 +314,10 @@ def _headline(
     table = counts.assign(
         complete=index.end_time < now.tz_localize(None),
         realised_rate=counts["accepted"] / counts["decided"].where(counts["decided"] > 0),
-        realised_upper=_wilson_upper(counts["accepted"], counts["decided"]),
+        realised_upper=pd.Series(
+            wilson_upper(counts["accepted"], counts["decided"], WILSON_CONFIDENCE),
+            index=counts.index,
+        ).where(counts["decided"] > 0),
         expected_rate=decided_routed.groupby("period")["p_accept"].mean().reindex(index),
         p_accept_mean=leads.groupby("period")["p_accept"].mean().reindex(index),
         score_psi=score_psi,
@@ -331,15 +336,6 @@ def _argmax_columns(drift: pd.DataFrame) -> np.ndarray:
     best = np.argmax(np.where(np.isnan(values), -np.inf, values), axis=1)
     names = drift.columns.to_numpy(dtype=object)[best]
     return np.where(np.isnan(values).all(axis=1), None, names)
-
-
-def _wilson_upper(successes: pd.Series, n: pd.Series, z: float = WILSON_Z) -> pd.Series:
-    """Upper end of the Wilson score interval for a proportion (NaN where n is 0)."""
-    n = n.where(n > 0)
-    p = successes / n
-    centre = p + z * z / (2 * n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (centre + half) / (1 + z * z / n)
 
 
 def _calibration(decided: pd.DataFrame) -> pd.DataFrame:

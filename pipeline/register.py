@@ -44,6 +44,14 @@ class Registration:
     previous_champion: str | None
 
 
+def champion_version(name: str) -> str | None:
+    """The version `champion` points at (None before the first promotion)."""
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, CHAMPION).version)
+    except MlflowException:
+        return None
+
+
 def current_champion(name: str, leads: pd.DataFrame) -> Champion | None:
     """The current champion (if any) and its P(accept) for `leads`, typed as its signature
     types them (models.pyfunc.to_signature_types)."""
@@ -67,10 +75,7 @@ def register(
 ) -> Registration:
     """Register `model_uri` as a new version of `name`; move `champion` when `promote_it`."""
     client = MlflowClient()
-    try:
-        previous = str(client.get_model_version_by_alias(name, CHAMPION).version)
-    except MlflowException:
-        previous = None
+    previous = champion_version(name)
     version = str(mlflow.register_model(model_uri, name, tags=tags).version)
     client.set_model_version_tag(name, version, "gate", reason[:4000])
     if promote_it:
@@ -101,11 +106,10 @@ def promote(name: str, version: str, reason: str) -> None:
 
 def rollback_target(name: str) -> str | None:
     """The version promoted most recently before the current champion, if any."""
-    client = MlflowClient()
-    current = str(client.get_model_version_by_alias(name, CHAMPION).version)
+    current = champion_version(name)
     promoted = [
         (v.tags["promoted_at"], str(v.version))
-        for v in client.search_model_versions(f"name = '{name}'")
+        for v in MlflowClient().search_model_versions(f"name = '{name}'")
         if "promoted_at" in v.tags and str(v.version) != current
     ]
     return max(promoted)[1] if promoted else None

@@ -104,3 +104,27 @@ def _choose(config: RoutingConfig, valid: Held) -> RoutingPolicy:
         volume_per_period=volume_per_period(valid.timestamps, config.period),
         **common,
     )
+
+
+COMPARISON_COLUMNS = ("share routed", "acceptance rate", "lower bound", "recall")
+
+
+def comparison(routing: dict[str, Any]) -> list[tuple[str, float | None, ...]]:
+    """Model and rules side by side, on the validation and the later slice: who routes, share
+    routed, acceptance rate, its lower bound, recall. From `RoutingEvidence.to_dict()`, the form
+    a run's summary carries, so the terminal and the report show the same rows."""
+    policy = routing["policy"]
+    chosen = {
+        "coverage": policy["coverage"],
+        "acceptance_rate": policy["observed_rate"],
+        "lower_bound": policy["promised_rate"],
+        "recall": policy["recall"],
+    }
+    rows = (
+        ("model, validation (chosen)", chosen),
+        ("model, later test slice", routing["later_slice"]),
+        ("rules pass, validation", routing["rules_on_validation"]),
+        ("rules pass, later slice", routing["rules_on_later_slice"]),
+    )
+    keys = ("coverage", "acceptance_rate", "lower_bound", "recall")
+    return [(name, *(figures[k] for k in keys)) for name, figures in rows]

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,7 +38,7 @@ from pipeline.settings import DEFAULT_MODEL_NAME, PipelineSettings
 from pipeline.split import Split, split_leads
 from pipeline.tracking import RunRecord, log_model, log_run, use_experiment
 from pipeline.train import Slice, fit
-from pipeline.train_report import model_card, write_training_report
+from pipeline.train_report import model_card, training_report
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +146,10 @@ def _train(
             trained_at=pd.Timestamp.now(tz="UTC").isoformat(),
         )
     with _stage(5, "baselines, evaluation and routing policy"):
-        scores, evaluation, sql_evaluation = _evaluate(model, slices, config)
-        routing = _routing(model, slices, leads.frame, config)
+        # Each held-out slice is scored once; evaluation, routing and the gate all read these.
+        predicted = {name: model.predict_clean(slices[name].clean) for name in ("valid", "test")}
+        scores, evaluation, sql_evaluation = _evaluate(model, slices, predicted, config)
+        routing = _routing(slices, predicted, leads.frame, model.spec, config)
         # Stored in the model itself, so whatever serves or monitors it has them at hand. The
         # profile: inputs as the model learnt them (training slice), scores out of sample (test).
         model.metadata.update(
@@ -174,25 +174,33 @@ def _train(
         evaluation=evaluation,
         sql_evaluation=sql_evaluation,
         routing=routing,
+        test_rule_pass=predicted["test"]["rule_pass"].to_numpy(dtype=bool),
     )
 
 
 def _routing(
-    model: AcceptanceModel, slices: dict[str, Slice], frame: pd.DataFrame, config: TrainConfig
+    slices: dict[str, Slice],
+    predicted: dict[str, pd.DataFrame],
+    frame: pd.DataFrame,
+    spec: DatasetSpec,
+    config: TrainConfig,
 ) -> RoutingEvidence:
     """The policy chosen on the validation slice and checked on the later test slice."""
 
-    def held(part: Slice) -> Held:
-        predicted = model.predict_clean(part.clean)
-        stamp = model.spec.timestamp
+    def held(name: str) -> Held:
+        part, scored = slices[name], predicted[name]
         return Held(
-            p_accept=predicted["p_accept"].to_numpy(),
+            p_accept=scored["p_accept"].to_numpy(),
             accepted=part.accepted.to_numpy(dtype=int),
-            rule_pass=predicted["rule_pass"].to_numpy(dtype=bool),
-            timestamps=parse_timestamps(frame.loc[part.clean.index, stamp]) if stamp else None,
+            rule_pass=scored["rule_pass"].to_numpy(dtype=bool),
+            timestamps=(
+                parse_timestamps(frame.loc[part.clean.index, spec.timestamp])
+                if spec.timestamp
+                else None
+            ),
         )
 
-    return choose_routing(config.routing, held(slices["valid"]), held(slices["test"]))
+    return choose_routing(config.routing, held("valid"), held("test"))
 
 
 def _card(
@@ -225,24 +233,25 @@ def _card(
         "split": split.describe(),
         "metrics": _rounded(evaluation.overall),
         "sql_metrics": _rounded(sql_evaluation.overall) if sql_evaluation else {},
-        "policy": routing.to_dict(),
+        # The policy itself is metadata["routing_policy"]; the card says what it did.
+        "routing": {k: v for k, v in routing.to_dict().items() if k != "policy"},
         "top_features": {name: round(float(v), 4) for name, v in importance.items()},
         "limits": limits,
     }
 
 
 def _log_reports(record: RunRecord, version: str, settings: PipelineSettings) -> Path:
-    """Training report and model card: written under reports/, logged to the run's `report/`
-    (where the service finds the champion's)."""
+    """Training report and model card: written under reports/ and logged to the run's `report/`
+    under fixed names (where the service finds the champion's)."""
     stem = f"{record.spec.name}-v{version}"
-    report = write_training_report(record, settings.reports_dir / f"train-{stem}.html", version)
-    card = model_card(record, version).write(settings.reports_dir / f"card-{stem}.html")
-    with tempfile.TemporaryDirectory() as tmp:
-        # Fixed names in MLflow, so a reader needs no listing to find them.
-        for source, name in ((report, REPORT_ARTIFACT), (card, CARD_ARTIFACT)):
-            shutil.copy(source, Path(tmp) / name)
-            mlflow.log_artifact(str(Path(tmp) / name), artifact_path="report")
-    return report
+    pages = (
+        (training_report(record, version), f"train-{stem}.html", REPORT_ARTIFACT),
+        (model_card(record, version), f"card-{stem}.html", CARD_ARTIFACT),
+    )
+    written = [page.write(settings.reports_dir / local) for page, local, _ in pages]
+    for path, (_, _, artifact) in zip(written, pages, strict=True):
+        mlflow.log_text(path.read_text(encoding="utf-8"), f"report/{artifact}")
+    return written[0]
 
 
 def _with_split(spec: DatasetSpec, method: str) -> DatasetSpec:
@@ -277,12 +286,15 @@ def _slice(
 
 
 def _evaluate(
-    model: AcceptanceModel, slices: dict[str, Slice], config: TrainConfig
+    model: AcceptanceModel,
+    slices: dict[str, Slice],
+    predicted: dict[str, pd.DataFrame],
+    config: TrainConfig,
 ) -> tuple[dict[str, np.ndarray], Evaluation, Evaluation | None]:
     """Model, rules and logistic regression on the same test leads (and P(SQL) vs the rules)."""
     train, valid, test = slices["train"], slices["valid"], slices["test"]
-    valid_rules = model.criteria.score(valid.clean, model.spec).total
-    predicted = model.predict_clean(test.clean)
+    valid_rules = predicted["valid"]["rule_score"]
+    predicted = predicted["test"]
     logistic = fit_logistic(
         train.clean,
         train.accepted,
@@ -335,24 +347,23 @@ def _gate(record: RunRecord, champion: Champion | None) -> tuple[bool, str]:
             f"({champion.problem}); compare them with `sal evaluate` or promote by hand"
         )
     policy, gate = record.routing.policy, record.config.gate
-    test_pass = record.model.criteria.score(record.test.clean, record.spec).passed.to_numpy()
     candidate = Contender("the new model", record.scores["model"], policy.threshold)
     rivals = None
     if champion is not None:
         rivals = Contender(f"v{champion.version}", champion.p_accept, champion.routing_threshold)
-    rules = Contender("rule criteria", record.scores["rules"], None, routed=test_pass)
+    rules = Contender("rule criteria", record.scores["rules"], None, routed=record.test_rule_pass)
     # A first model only has to beat the rules: with no champion, an unmet routing promise is
     # flagged (routing_met=false) rather than leaving the service with nothing to serve.
-    target = policy.target if policy.mode == "acceptance_rate" and champion else None
-    rules_for_gate = GateRules(
-        auc_margin=gate.auc_margin,
-        ece_tolerance=gate.ece_tolerance,
-        target=target,
-        confidence=gate.confidence,
-    )
+    target = policy.acceptance_target if champion else None
     y = record.test.accepted.to_numpy(dtype=int)
     _, decision = compare(
-        y, candidate, rivals, rules, rules_for_gate, gate.n_boot, record.config.seed
+        y,
+        candidate,
+        rivals,
+        rules,
+        GateRules.from_config(gate, target),
+        gate.n_boot,
+        record.config.seed,
     )
     if champion is None:
         flag = " A first model's routing promise is reported (routing_met), not required."

@@ -53,6 +53,7 @@ class RunRecord:
     evaluation: Evaluation
     sql_evaluation: Evaluation | None
     routing: RoutingEvidence
+    test_rule_pass: np.ndarray  # the rule criteria's pass/fail on the test slice
 
 
 def use_experiment(settings: PipelineSettings, name: str) -> None:

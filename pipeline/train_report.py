@@ -7,13 +7,13 @@ whether its promise held on leads it never saw, and the model card's known limit
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
+from models.decision import TIERS
 from pipeline import plots
 from pipeline.report import Report
+from pipeline.routing import COMPARISON_COLUMNS, comparison
 from pipeline.tracking import RunRecord
 
 
@@ -53,14 +53,7 @@ def model_card(record: RunRecord, version: str | None = None) -> Report:
         "sales; a rep can always override it."
     )
     report.section("Data window")
-    split = card["split"]
-    report.facts(
-        {
-            "split": split["method"],
-            **{f"{k} rows": f"{v:,}" for k, v in split["rows"].items()},
-            **{f"{k} window": f"{a} to {b}" for k, (a, b) in split["windows"].items()},
-        }
-    )
+    report.facts(_split_facts(card["split"]))
     report.section("Metrics on the most recent slice")
     report.table(pd.DataFrame(card["metrics"]).T, "P(accept)")
     if card["sql_metrics"]:
@@ -92,8 +85,13 @@ def model_card(record: RunRecord, version: str | None = None) -> Report:
     return report
 
 
-def write_training_report(record: RunRecord, path: Path, version: str | None = None) -> Path:
-    return training_report(record, version).write(path)
+def _split_facts(split: dict) -> dict[str, str]:
+    """How the leads were held out (a `Split.describe()`), as report facts."""
+    return {
+        "split": split["method"],
+        **{f"{name} rows": f"{rows:,}" for name, rows in split["rows"].items()},
+        **{f"{name} window": f"{a} to {b}" for name, (a, b) in split["windows"].items()},
+    }
 
 
 def _pct(value: float | None) -> str:
@@ -110,9 +108,7 @@ def _data(report: Report, record: RunRecord) -> None:
         "labelled / undecided (kept out)": (
             f"{int(record.accepted.notna().sum()):,} / {int(record.accepted.isna().sum()):,}"
         ),
-        "split": split["method"],
-        **{f"{name} rows": f"{rows:,}" for name, rows in split["rows"].items()},
-        **{f"{name} window": f"{a} to {b}" for name, (a, b) in split["windows"].items()},
+        **_split_facts(split),
         "criteria version": record.criteria.version_id,
         "left out by the leakage audit": ", ".join(record.audit.excluded) or "none",
     }
@@ -158,40 +154,7 @@ def _routing(report: Report, record: RunRecord) -> None:
         "to the later test slice it never saw.",
     )
     report.callout(policy.note, "ok" if policy.met else "warn")
-    later, rules_valid, rules_later = routing.later, routing.rules_valid, routing.rules_later
-    rows = [
-        (
-            "model, validation (chosen here)",
-            policy.coverage,
-            policy.observed_rate,
-            policy.promised_rate,
-            policy.recall,
-        ),
-        (
-            "model, later test slice",
-            later["coverage"],
-            later["acceptance_rate"],
-            later["lower_bound"],
-            later["recall"],
-        ),
-        (
-            "rule criteria pass, validation",
-            rules_valid["coverage"],
-            rules_valid["acceptance_rate"],
-            rules_valid["lower_bound"],
-            rules_valid["recall"],
-        ),
-        (
-            "rule criteria pass, later test slice",
-            rules_later["coverage"],
-            rules_later["acceptance_rate"],
-            rules_later["lower_bound"],
-            rules_later["recall"],
-        ),
-    ]
-    table = pd.DataFrame(
-        rows, columns=["who routes", "share routed", "acceptance rate", "lower bound", "recall"]
-    )
+    table = pd.DataFrame(comparison(routing.to_dict()), columns=["who routes", *COMPARISON_COLUMNS])
     report.table(table, "Share of MQLs routed, their acceptance rate, and recall", "{:.1%}")
     report.figure(
         plots.threshold_figure(routing.curve, policy.threshold, policy.target),
@@ -203,6 +166,8 @@ def _routing(report: Report, record: RunRecord) -> None:
             "threshold": f"{policy.threshold:.4f}",
             "target": "-" if policy.target is None else f"{policy.target:.0%}",
             "bound": f"{policy.bound} at {policy.confidence:.0%}",
-            "tiers": "A: P(accept) >= 0.8, B: >= 0.6, C: >= 0.4, D: below",
+            "tiers": ", ".join(
+                f"{name}: P(accept) >= {low:g}" if low else f"{name}: below" for name, low in TIERS
+            ),
         }
     )

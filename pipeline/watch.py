@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from models import store
+from models.decision import DEFAULT_ROUTING_THRESHOLD
 from models.registry import LoadedModel, load_by_alias
 from pipeline import plots
 from pipeline.monitor import MonitorResult, monitor, read_monitoring_frame
@@ -46,7 +47,9 @@ class MonitorRun:
 
 
 def monitor_champion(options: MonitorOptions, settings: PipelineSettings) -> MonitorRun:
-    loaded = load_by_alias(settings.tracking_uri, options.model_name, options.alias, 0.5)
+    loaded = load_by_alias(
+        settings.tracking_uri, options.model_name, options.alias, DEFAULT_ROUTING_THRESHOLD
+    )
     profile = loaded.model.metadata.get("profile")
     if profile is None:
         raise ValueError(
@@ -80,11 +83,11 @@ def monitor_champion(options: MonitorOptions, settings: PipelineSettings) -> Mon
 
 def _target(loaded: LoadedModel) -> float:
     """The acceptance rate the champion promised for the leads it routes."""
-    policy = loaded.model.metadata.get("routing_policy") or {}
-    if policy.get("mode") == "acceptance_rate" and policy.get("target") is not None:
-        return float(policy["target"])
+    policy = loaded.policy
+    if policy is None:
+        return 0.9  # a version older than routing policies: the usual bar
     # Capacity mode promises no rate; what it expected of its routed leads is the yardstick.
-    return float(policy.get("promised_rate", 0.9))
+    return policy.acceptance_target or policy.promised_rate
 
 
 def monitoring_report(

@@ -8,7 +8,7 @@ model is derived from the dataset spec the service is configured with.
 import asyncio
 import hmac
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -149,6 +149,13 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
         # One lead is cheaper than a thread hop; a big batch must not stall the event loop.
         return work() if len(batch) <= FAST_PATH_MAX else await asyncio.to_thread(work)
 
+    # The training run's HTML pages the service shows: path -> (artifact, what it is).
+    pages = {
+        "/v1/model/report": (REPORT_ARTIFACT, "training report"),
+        "/v1/model/card": (CARD_ARTIFACT, "model card"),
+    }
+    url_of = {artifact: path for path, (artifact, _) in pages.items()}
+
     @app.get(
         "/v1/model",
         response_model=ModelInfo,
@@ -166,40 +173,35 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
             sales_sla_hours=settings.sales_sla_hours,
             routing_policy=metadata.get("routing_policy"),
             card=metadata.get("card"),
-            report_url="/v1/model/report" if REPORT_ARTIFACT in loaded.reports else None,
-            card_url="/v1/model/card" if CARD_ARTIFACT in loaded.reports else None,
+            report_url=url_of[REPORT_ARTIFACT] if REPORT_ARTIFACT in loaded.reports else None,
+            card_url=url_of[CARD_ARTIFACT] if CARD_ARTIFACT in loaded.reports else None,
         )
 
-    def html_page(loaded: LoadedModel, name: str, what: str) -> HTMLResponse:
-        page = loaded.reports.get(name)
-        if page is None:
-            raise HTTPException(
-                status.HTTP_404_NOT_FOUND,
-                f"{loaded.name} v{loaded.version} has no {what} (trained before reports existed)",
-            )
-        return HTMLResponse(page)
+    def html_page(artifact: str, what: str) -> Callable[[LoadedModel], HTMLResponse]:
+        def page(loaded: Annotated[LoadedModel, Depends(current_model)]) -> HTMLResponse:
+            html = loaded.reports.get(artifact)
+            if html is None:
+                raise HTTPException(
+                    status.HTTP_404_NOT_FOUND,
+                    f"{loaded.name} v{loaded.version} has no {what} (trained before reports "
+                    "existed)",
+                )
+            return HTMLResponse(html)
 
-    @app.get(
-        "/v1/model/report",
-        response_class=HTMLResponse,
-        tags=["model"],
-        dependencies=[Depends(require_reader)],
-        responses={404: {"description": "the served version has no training report"}},
-    )
-    def training_report(loaded: Annotated[LoadedModel, Depends(current_model)]) -> HTMLResponse:
-        """The served model's training report: rules vs model, calibration, routing policy."""
-        return html_page(loaded, REPORT_ARTIFACT, "training report")
+        return page
 
-    @app.get(
-        "/v1/model/card",
-        response_class=HTMLResponse,
-        tags=["model"],
-        dependencies=[Depends(require_reader)],
-        responses={404: {"description": "the served version has no model card"}},
-    )
-    def card(loaded: Annotated[LoadedModel, Depends(current_model)]) -> HTMLResponse:
-        """The served model's card: data window, metrics, policy, top features, known limits."""
-        return html_page(loaded, CARD_ARTIFACT, "model card")
+    for path, (artifact, what) in pages.items():
+        app.add_api_route(
+            path,
+            html_page(artifact, what),
+            methods=["GET"],
+            response_class=HTMLResponse,
+            tags=["model"],
+            dependencies=[Depends(require_reader)],
+            summary=f"The served model's {what}",
+            description=f"The champion's {what} (HTML, figures embedded), from its training run.",
+            responses={404: {"description": f"the served version has no {what}"}},
+        )
 
     @app.post(
         "/v1/admin/reload",

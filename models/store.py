@@ -7,8 +7,11 @@ Personal fields are stored only as what the model uses (see `models.features.red
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import pandas as pd
@@ -23,9 +26,11 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    TextClause,
     create_engine,
     event,
     select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -82,12 +87,81 @@ def _sqlite_wal(connection: object, _record: object) -> None:
     cursor.close()
 
 
+# The log's columns in the order `encode_log_row` writes them; the table defines them once.
+LOG_COLUMNS = [column.name for column in scoring_log.columns if column.name != "id"]
+_STAMP = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's own SQLite DateTime format, in UTC
+
+
+def encode_log_row(row: dict[str, Any]) -> str:
+    """One scoring-log row as a JSON array in `LOG_COLUMNS` order (missing keys are null).
+
+    The server encodes on the request thread and the log writer inserts a whole batch with one
+    statement, so writing a row costs one `json.dumps` and no per-row work in the database layer.
+    """
+    stamp = row["scored_at"]
+    stamp = stamp.astimezone(UTC) if stamp.tzinfo else stamp  # naive times are taken as UTC
+    values = {**row, "scored_at": stamp.strftime(_STAMP)}
+    encoded = json.dumps([values.get(name) for name in LOG_COLUMNS], default=_json_default)
+    if "NaN" in encoded or "Infinity" in encoded:  # not JSON: the database would refuse the batch
+        encoded = json.dumps(
+            _finite([values.get(name) for name in LOG_COLUMNS]), default=_json_default
+        )
+    return encoded
+
+
+def insert_log_rows(engine: Engine, encoded: Iterable[str]) -> None:
+    """Append encoded rows in one statement and one transaction, committed before returning."""
+    payload = "[" + ",".join(encoded) + "]"
+    if payload != "[]":
+        with engine.begin() as connection:
+            connection.execute(_bulk_insert(engine.dialect.name), {"rows": payload})
+
+
 def log_scores(engine: Engine, rows: Iterable[dict[str, Any]]) -> None:
     """Append scored leads; committed before returning, so an answered request is on disk."""
-    rows = list(rows)
-    if rows:
-        with engine.begin() as connection:
-            connection.execute(scoring_log.insert(), rows)
+    insert_log_rows(engine, (encode_log_row(row) for row in rows))
+
+
+@lru_cache
+def _bulk_insert(dialect: str) -> TextClause:
+    """INSERT ... SELECT over a JSON array of rows, per dialect, derived from the table."""
+    names = ", ".join(LOG_COLUMNS)
+    if dialect == "postgresql":
+        casts = [_pg_cast(i, scoring_log.c[name].type) for i, name in enumerate(LOG_COLUMNS)]
+        source = "json_array_elements(CAST(:rows AS json)) AS r"
+    else:
+        casts = [
+            f"json_extract(value, '$[{i}]')" for i in range(len(LOG_COLUMNS))
+        ]  # an object comes back as JSON text: what the JSON column stores
+        source = "json_each(:rows)"
+    return text(f"INSERT INTO scoring_log ({names}) SELECT {', '.join(casts)} FROM {source}")
+
+
+def _pg_cast(i: int, column_type: object) -> str:
+    if isinstance(column_type, JSON):
+        return f"r->{i}"
+    if isinstance(column_type, DateTime):
+        return f"CAST((r->>{i}) || '+00' AS timestamptz)"
+    if isinstance(column_type, Float):
+        return f"CAST(r->>{i} AS double precision)"
+    return f"r->>{i}"
+
+
+def _finite(value: object) -> object:
+    """NaN and infinities as null, in nested lists and dicts."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot store {type(value).__name__} in the scoring log")
 
 
 def scored_lead_ids(engine: Engine, lead_ids: list[str]) -> set[str]:

@@ -56,7 +56,7 @@ def log_rows(
         {
             "lead_id": score.lead_id or "",
             "scored_at": scored_at,
-            "features": _json_safe(loaded.scorer.redacted(lead)),
+            "features": loaded.scorer.redacted(lead),
             "model_name": loaded.name,
             "model_version": loaded.version,
             "criteria_version": score.criteria_version,
@@ -146,7 +146,3 @@ def _from_frame(loaded: LoadedModel, scored: Scored, i: int) -> LeadScore:
         model_version=loaded.version,
         criteria_version=criteria.version_id,
     )
-
-
-def _json_safe(features: dict) -> dict:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in features.items()}

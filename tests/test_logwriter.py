@@ -1,4 +1,4 @@
-"""The scoring log's background writer: nothing submitted is lost, failures are retried."""
+"""The scoring log's writer process: nothing submitted is lost, failures are retried."""
 
 from __future__ import annotations
 
@@ -13,73 +13,110 @@ from serving.logwriter import ScoringLogWriter
 
 
 @pytest.fixture
-def engine(tmp_path):
-    engine = store.connect(f"sqlite:///{tmp_path / 'log.db'}")
-    yield engine
-    engine.dispose()
+def url(tmp_path) -> str:
+    return f"sqlite:///{tmp_path / 'log.db'}"
 
 
-def _rows(lead_id: str) -> list[dict]:
-    return [{"lead_id": lead_id, "scored_at": datetime.now(UTC), "features": {"x": 1}}]
+def _rows(lead_id: str | None) -> list[str]:
+    row = {"lead_id": lead_id, "scored_at": datetime.now(UTC), "features": {"x": 1}}
+    return [store.encode_log_row(row)]
 
 
-def _count(engine) -> int:
-    with engine.connect() as connection:
-        return connection.execute(select(func.count()).select_from(store.scoring_log)).scalar()
+def _lead_ids(url: str) -> list[str]:
+    engine = store.connect(url)
+    try:
+        with engine.connect() as connection:
+            return [r[0] for r in connection.execute(select(store.scoring_log.c.lead_id))]
+    finally:
+        engine.dispose()
 
 
-def test_rows_from_many_threads_are_all_written_by_flush(engine) -> None:
-    writer = ScoringLogWriter(engine, max_delay=0.001)
+def test_rows_from_many_threads_are_all_written_by_flush(url) -> None:
+    writer = ScoringLogWriter(url, max_delay=0.001)
 
     def submit_many(offset: int) -> None:
         for i in range(250):
-            writer.submit(lambda i=i: _rows(f"L{offset + i}"))
+            writer.submit(_rows(f"L{offset + i}"))
 
     threads = [threading.Thread(target=submit_many, args=(k * 1000,)) for k in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert writer.flush(timeout=10)
-    assert _count(engine) == 1000 and writer.backlog == 0
+    assert writer.flush(timeout=30)
+    ids = _lead_ids(url)
+    assert len(ids) == 1000 and len(set(ids)) == 1000
     writer.close()
 
 
-def test_close_writes_what_is_pending(engine) -> None:
-    writer = ScoringLogWriter(engine, max_delay=0.5)  # nothing written before close on its own
+def test_close_writes_what_is_pending(url) -> None:
+    writer = ScoringLogWriter(url, max_delay=0.5)  # nothing written before close on its own
     for i in range(10):
-        writer.submit(lambda i=i: _rows(f"C{i}"))
+        writer.submit(_rows(f"C{i}"))
     writer.close()
-    assert _count(engine) == 10
+    assert sorted(_lead_ids(url)) == [f"C{i}" for i in range(10)]
 
 
-def test_a_failing_database_is_retried_without_losing_rows(engine, monkeypatch) -> None:
-    real, failures = store.log_scores, []
-
-    def flaky(engine_, rows):
-        if len(failures) < 2:
-            failures.append(len(rows))
-            raise RuntimeError("database is locked")
-        real(engine_, rows)
-
-    monkeypatch.setattr(store, "log_scores", flaky)
-    writer = ScoringLogWriter(engine, max_delay=0.001, retry_seconds=0.01)
-    writer.submit(lambda: _rows("R1"))
-    assert writer.flush(timeout=10)
-    assert failures and _count(engine) == 1 and writer.error is None
+def test_an_unreachable_database_is_retried_without_losing_rows(tmp_path) -> None:
+    folder = tmp_path / "not-yet"  # SQLite cannot open a file in a missing folder
+    url = f"sqlite:///{folder / 'log.db'}"
+    writer = ScoringLogWriter(url, max_delay=0.001, retry_seconds=0.05)
+    writer.submit(_rows("R1"))
+    assert not writer.flush(timeout=2)
+    assert writer.error and "unable to open database" in writer.error
+    folder.mkdir()
+    writer.submit(_rows("R2"))
+    assert writer.flush(timeout=30)
+    assert sorted(_lead_ids(url)) == ["R1", "R2"] and writer.error is None
     writer.close()
 
 
-def test_a_row_that_cannot_be_built_does_not_block_the_others(engine, caplog) -> None:
-    writer = ScoringLogWriter(engine, max_delay=0.01)
-
-    def broken() -> list[dict]:
-        raise ValueError("bug")
-
-    writer.submit(lambda: _rows("OK1"))
-    writer.submit(broken)
-    writer.submit(lambda: _rows("OK2"))
-    assert writer.flush(timeout=10)
-    assert _count(engine) == 2
-    assert "could not build a log row" in caplog.text
+def test_a_row_the_database_refuses_does_not_block_the_others(url, capfd) -> None:
+    writer = ScoringLogWriter(url, max_delay=0.05)
+    for rows in (_rows("OK1"), _rows(None), _rows("OK2")):  # lead_id is NOT NULL
+        writer.submit(rows)
+    assert writer.flush(timeout=30)
+    assert sorted(_lead_ids(url)) == ["OK1", "OK2"]
     writer.close()
+    assert "lead None not logged" in capfd.readouterr().err
+
+
+def test_a_killed_writer_is_replaced(url) -> None:
+    writer = ScoringLogWriter(url, max_delay=0.001)
+    writer.submit(_rows("BEFORE"))
+    assert writer.flush(timeout=30)
+    first = writer._process
+    first.kill()
+    first.join(10)
+    writer.submit(_rows("AFTER"))  # may hit the dead pipe: the writer restarts and resends
+    assert writer.flush(timeout=30)
+    assert writer._process.pid != first.pid
+    assert sorted(_lead_ids(url)) == ["AFTER", "BEFORE"]
+    writer.close()
+
+
+def test_encoded_rows_read_back_as_written(url) -> None:
+    stamp = datetime(2026, 3, 4, 5, 6, 7, 89, tzinfo=UTC)
+    row = {
+        "lead_id": "E1",
+        "scored_at": stamp,
+        "features": {"industry": "software", "web_visits": float("nan"), "mql_at": stamp},
+        "p_accept": 0.25,
+        "tier": "D",
+    }
+    engine = store.connect(url)
+    store.log_scores(engine, [row])
+    with engine.connect() as connection:
+        stored = connection.execute(select(store.scoring_log)).mappings().one()
+        later = connection.execute(
+            select(func.count()).where(store.scoring_log.c.scored_at > stamp.replace(tzinfo=None))
+        ).scalar()
+    engine.dispose()
+    assert stored["scored_at"].replace(tzinfo=None) == stamp.replace(tzinfo=None)
+    assert stored["features"] == {
+        "industry": "software",
+        "web_visits": None,  # NaN is not JSON: stored as null
+        "mql_at": stamp.isoformat(),
+    }
+    assert (stored["p_accept"], stored["tier"], stored["p_sql"]) == (0.25, "D", None)
+    assert later == 0  # stored in the format SQLAlchemy compares timestamps with

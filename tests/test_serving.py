@@ -213,3 +213,42 @@ def test_the_champions_card_and_report_are_served(client, trained) -> None:
     assert "Routing policy" in report.text and 'data-figure="roc-curve' in report.text
     assert "Known limits" in card.text and policy["note"] in card.text
     assert client.get("/v1/model/card").status_code == 401
+
+
+def test_the_express_lane_answers_valid_leads_like_the_route(serve_settings, leads) -> None:
+    """Valid small requests are answered before routing, with the route's very bytes; anything
+    else (bad key, bad body, bad flag, big batch) reaches the declared route."""
+    express = create_app(serve_settings)
+    routed = create_app(serve_settings.model_copy(update={"express_lane": False}))
+    reached_router: list[str] = []
+    lane = express._lane
+    inner = lane.app
+
+    async def counting(scope, receive, send):
+        if scope["type"] == "http":
+            reached_router.append(scope["path"])
+        await inner(scope, receive, send)
+
+    lane.app = counting
+    one = leads[0]
+    cases = [
+        ("/v1/leads/score", one, AUTH, True),
+        ("/v1/leads/score?reasons=true", one, AUTH, True),
+        ("/v1/leads/score", leads[:3], AUTH, True),
+        ("/v1/leads/score", one, {"Authorization": "Bearer wrong"}, False),
+        ("/v1/leads/score", one, {}, False),
+        ("/v1/leads/score?reasons=maybe", one, AUTH, False),
+        ("/v1/leads/score", {**one, "company_size": 7}, AUTH, False),
+        ("/v1/leads/score", leads[:25], AUTH, False),  # over the hot path's batch size
+    ]
+    with TestClient(express) as fast, TestClient(routed) as slow:
+        for path, body, headers, in_lane in cases:
+            before = len(reached_router)
+            a, b = (
+                fast.post(path, json=body, headers=headers),
+                slow.post(path, json=body, headers=headers),
+            )
+            assert a.status_code == b.status_code, (path, a.text, b.text)
+            assert a.headers["content-type"] == b.headers["content-type"]
+            assert a.content == b.content, path
+            assert (len(reached_router) == before) is in_lane, (path, body)

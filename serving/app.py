@@ -160,12 +160,15 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
         if loaded is None or not _key_valid(_bearer_token(authorization), scoring_keys):
             return None
         try:
-            reasons = _flag(dict(parse_qsl(query, keep_blank_values=True)).get("reasons"), "")
+            reasons = _flag(
+                dict(parse_qsl(query, keep_blank_values=True)).get("reasons"), "reasons"
+            )
             leads = leads_adapter.validate_json(body)
         except (RequestValidationError, ValidationError):
             return None
         batch = leads if isinstance(leads, list) else [leads]
-        return answer(loaded, batch, reasons) if len(batch) <= FAST_PATH_MAX else None
+        small = len(batch) <= min(FAST_PATH_MAX, settings.max_batch)  # else the route's 413
+        return answer(loaded, batch, reasons) if small else None
 
     if settings.express_lane:
         app.express(

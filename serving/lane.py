@@ -1,12 +1,13 @@
-"""An express lane for one route's common case, in front of FastAPI's routing.
+"""An express lane for one route's common case, in front of the whole FastAPI app.
 
-Routing, the exception middleware and the request/response wrappers cost a single-lead scoring
-request about as much as scoring the lead. This pure ASGI middleware reads a small body itself and
-hands it to `answer`; when `answer` returns bytes they are the 200 response, and when it returns
-None (a bad key, a bad body, no model, a big batch: anything but the common case) the request goes
-on to the FastAPI route with its body replayed, so every error comes from the one declared route,
-with its usual status and shape. The route and `answer` share the code that scores, so a lead gets
-the same response either way (tests/test_api.py checks both).
+FastAPI's middleware stack, routing and request/response wrappers cost a single-lead scoring
+request about as much as scoring the lead. This ASGI wrapper (see serving.app.ServiceApp) reads a
+small body itself and hands it to `answer`. When `answer` returns bytes they are the 200 response;
+when it returns None (a bad key, a bad body, no model, a big batch: anything but the common case)
+the request goes on to the FastAPI route with its body replayed, so every error comes from the one
+declared route, with its usual status and shape. The route and `answer` share the code that
+scores, so a lead gets the same response either way (tests/test_serving.py checks both). An
+unexpected error in `answer` is a 500 from uvicorn instead of from Starlette's error middleware.
 """
 
 from __future__ import annotations

@@ -49,6 +49,8 @@ Bound = Literal["wilson", "clopper_pearson"]
 Mode = Literal["acceptance_rate", "capacity"]
 Period = Literal["day", "week"]
 
+# What sales usually asks of the leads it receives (a healthy SAL rate of routed MQLs).
+DEFAULT_ACCEPTANCE_TARGET = 0.90
 _PERIODS = {"day": pd.Timedelta(days=1), "week": pd.Timedelta(weeks=1)}
 # Routed-per-period vs capacity is a float comparison; don't let rounding drop an exact fit.
 _FIT_TOLERANCE = 1e-9
@@ -92,7 +94,7 @@ def clopper_pearson_lower(
     0 where k is 0 (including n = 0). Vectorised like `wilson_lower`.
     """
     k, trials = _counts(successes, n)
-    _z(confidence)  # validates confidence
+    check_confidence(confidence)
     # beta.ppf needs a > 0; k = 0 rows are replaced by 0 below, so any valid a will do there.
     lower = beta.ppf(1 - confidence, np.maximum(k, 1.0), trials - k + 1)
     return _scalar_or_array(np.where(k > 0, lower, 0.0))
@@ -111,9 +113,13 @@ def _counts(successes: npt.ArrayLike, n: npt.ArrayLike) -> tuple[np.ndarray, np.
     return k, trials
 
 
-def _z(confidence: float) -> float:
+def check_confidence(confidence: float) -> None:
     if not 0.5 <= confidence < 1:
         raise ValueError(f"confidence must be in [0.5, 1), got {confidence}")
+
+
+def _z(confidence: float) -> float:
+    check_confidence(confidence)
     return float(norm.ppf(confidence))
 
 
@@ -286,7 +292,7 @@ def _plain(value: Any) -> Any:
 def acceptance_rate_policy(
     p: npt.ArrayLike,
     accepted: npt.ArrayLike,
-    target: float = 0.90,
+    target: float = DEFAULT_ACCEPTANCE_TARGET,
     confidence: float = 0.95,
     bound: Bound = "wilson",
 ) -> RoutingPolicy:
@@ -327,14 +333,14 @@ def _met_note(row: pd.Series, rows: int, confidence: float) -> str:
     return (
         f"Routes {_pct(row['coverage'])} of MQLs; on {rows:,} held-out leads "
         f"{_pct(row['acceptance_rate'], 1)} of routed leads were accepted (at least "
-        f"{_pct_at_least(row['lower_bound'])} at {_level(confidence)} confidence), reaching "
+        f"{_pct_at_least(row['lower_bound'])} at {level(confidence)} confidence), reaching "
         f"{_pct(row['recall'])} of all leads sales accepted."
     )
 
 
 def _unmet_note(row: pd.Series, rows: int, target: float, confidence: float) -> str:
     return (
-        f"No threshold meets {_level(target)} acceptance at {_level(confidence)} confidence on "
+        f"No threshold meets {level(target)} acceptance at {level(confidence)} confidence on "
         f"{rows:,} held-out leads; the best achievable is {_pct_at_least(row['lower_bound'])} "
         f"(lower bound) routing {_pct(row['coverage'])} of MQLs, so this promise is not met."
     )
@@ -439,7 +445,7 @@ def _capacity_note(
     return (
         f"{what}; calibrated scores expect {_pct(expected, 1)} of them to be accepted, and on "
         f"{rows:,} held-out leads {_pct(result['acceptance_rate'], 1)} were (at least "
-        f"{_pct_at_least(result['lower_bound'])} at {_level(confidence)} confidence), reaching "
+        f"{_pct_at_least(result['lower_bound'])} at {level(confidence)} confidence), reaching "
         f"{_pct(result['recall'])} of all leads sales accepted."
     )
 
@@ -510,6 +516,6 @@ def _pct_at_least(bound: float, digits: int = 1) -> str:
     return f"{math.floor(bound * scale + 1e-9) / scale:.{digits}%}"
 
 
-def _level(share: float) -> str:
+def level(share: float) -> str:
     """A setting as given, e.g. 0.9 -> "90%", 0.975 -> "97.5%" (no rounding)."""
     return f"{share * 100:g}%"

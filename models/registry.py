@@ -78,14 +78,18 @@ def _load(
 ) -> LoadedModel:
     mlflow.set_tracking_uri(tracking_uri)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
-    threshold = float(version.tags.get("routing_threshold", default_threshold))
     return LoadedModel(
         model=pyfunc.unwrap_python_model().model,
         name=name,
         version=str(version.version),
-        routing_threshold=threshold,
+        routing_threshold=routing_threshold(version, default_threshold),
         reports=_reports(tracking_uri, version.run_id) if with_reports else {},
     )
+
+
+def routing_threshold(version: ModelVersion, default: float) -> float:
+    """The threshold stored on a version by its routing policy (`default` for older versions)."""
+    return float(version.tags.get("routing_threshold", default))
 
 
 def _reports(tracking_uri: str, run_id: str | None) -> dict[str, str]:

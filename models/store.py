@@ -89,6 +89,7 @@ def _sqlite_wal(connection: object, _record: object) -> None:
 
 # The log's columns in the order `encode_log_row` writes them; the table defines them once.
 LOG_COLUMNS = [column.name for column in scoring_log.columns if column.name != "id"]
+_SCORED_AT = LOG_COLUMNS.index("scored_at")
 _STAMP = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's own SQLite DateTime format, in UTC
 
 
@@ -100,12 +101,11 @@ def encode_log_row(row: dict[str, Any]) -> str:
     """
     stamp = row["scored_at"]
     stamp = stamp.astimezone(UTC) if stamp.tzinfo else stamp  # naive times are taken as UTC
-    values = {**row, "scored_at": stamp.strftime(_STAMP)}
-    encoded = json.dumps([values.get(name) for name in LOG_COLUMNS], default=_json_default)
+    values = [row.get(name) for name in LOG_COLUMNS]
+    values[_SCORED_AT] = stamp.strftime(_STAMP)
+    encoded = json.dumps(values, default=_json_default)
     if "NaN" in encoded or "Infinity" in encoded:  # not JSON: the database would refuse the batch
-        encoded = json.dumps(
-            _finite([values.get(name) for name in LOG_COLUMNS]), default=_json_default
-        )
+        encoded = json.dumps(_finite(values), default=_json_default)
     return encoded
 
 

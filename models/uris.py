@@ -1,10 +1,14 @@
-"""URI helpers shared by the pipeline's and the service's settings."""
+"""URI helpers and defaults shared by the pipeline's and the service's settings."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 _SQLITE = "sqlite:///"
+
+DEFAULT_MODEL_NAME = "lead-acceptance"  # the built-in spec's model_name
+# The service's scoring log and outcomes: written by `sal serve`, read by `sal monitor`/`train`.
+DEFAULT_DATABASE_URL = "sqlite:///sal.db"
 
 
 def absolute_sqlite(uri: str) -> str:

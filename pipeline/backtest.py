@@ -67,8 +67,8 @@ The gate (`gate`, criteria in `GateRules`), every check on this one slice:
 
 With no champion (the first model) not_worse_auc and calibration pass, and the reason says they
 were skipped; without rules beats_rules passes likewise. Promote only when every check passes.
-`pipeline.register.decide` is the training run's gate on its own test slice (point estimates,
-GateConfig); this one is for a recent out-of-time slice, scored by every contender.
+`compare` is the one gate: `sal train` applies it on the run's own test slice, `sal evaluate` on
+the most recent out-of-time slice of a labelled file, each with every contender re-scored there.
 """
 
 from __future__ import annotations
@@ -84,10 +84,18 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from models.policy import outcome_at, rules_outcome, wilson_lower
+from models.policy import (
+    DEFAULT_ACCEPTANCE_TARGET,
+    check_confidence,
+    level,
+    outcome_at,
+    rules_outcome,
+    wilson_lower,
+)
 from pipeline.config import GateConfig
 from pipeline.evaluate import expected_calibration_error
 
+RULES = "rule criteria"  # the rule criteria's name as a contender
 INTERVAL_METRICS = ("roc_auc", "ece", "routed_rate")
 REPLICATE_METRICS = ("roc_auc", "ece", "routed_rate", "coverage", "recall")
 DELTA_METRICS = ("roc_auc", "routed_rate")
@@ -167,14 +175,17 @@ class Backtest:
         }
 
 
+_DEFAULT_GATE = GateConfig()  # train.yaml's `gate` defaults, the one place they are set
+
+
 @dataclass(frozen=True)
 class GateRules:
     """Promotion criteria; see the module docstring for what each means and why."""
 
-    auc_margin: float = 0.005
-    ece_tolerance: float = 0.01
-    target: float | None = 0.90
-    confidence: float = 0.95
+    auc_margin: float = _DEFAULT_GATE.auc_margin
+    ece_tolerance: float = _DEFAULT_GATE.ece_tolerance
+    target: float | None = DEFAULT_ACCEPTANCE_TARGET
+    confidence: float = _DEFAULT_GATE.confidence
 
     @classmethod
     def from_config(cls, config: GateConfig, target: float | None) -> GateRules:
@@ -186,7 +197,7 @@ class GateRules:
             raise ValueError("auc_margin and ece_tolerance must be >= 0")
         if self.target is not None and not 0 < self.target <= 1:
             raise ValueError(f"target must be in (0, 1] or None, got {self.target}")
-        _check_confidence(self.confidence)
+        check_confidence(self.confidence)
 
 
 @dataclass(frozen=True)
@@ -235,7 +246,7 @@ def bootstrap(
         raise ValueError(f"need one or more contenders with unique names, got {names}")
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    _check_confidence(confidence)
+    check_confidence(confidence)
     points = {s.name: _point(outcome, s, confidence) for s in scorers}
     kept, draws = _replicates(outcome, scorers, n_boot, seed)
     return Backtest(
@@ -473,11 +484,6 @@ def _plain(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
-def _check_confidence(confidence: float) -> None:
-    if not 0.5 <= confidence < 1:
-        raise ValueError(f"confidence must be in [0.5, 1), got {confidence}")
-
-
 # --- The gate -----------------------------------------------------------------------------------
 
 
@@ -504,8 +510,8 @@ def gate(
             backtest.row(name)  # fails early, naming the contenders there are
     if not math.isclose(criteria.confidence, backtest.confidence):
         raise ValueError(
-            f"the backtest's intervals are at {_level(backtest.confidence)} confidence but the "
-            f"gate asks {_level(criteria.confidence)}: rerun bootstrap at the gate's confidence"
+            f"the backtest's intervals are at {level(backtest.confidence)} confidence but the "
+            f"gate asks {level(criteria.confidence)}: rerun bootstrap at the gate's confidence"
         )
     results = {
         "not_worse_auc": _not_worse_auc(backtest, challenger, champion, criteria),
@@ -539,7 +545,7 @@ def _not_worse_auc(
         return False, f"{compared}: no bootstrap replicate held both outcomes, so no interval."
     passed = bool(delta["low"] >= -criteria.auc_margin)
     return passed, (
-        f"{compared}: difference {delta['estimate']:+.4f} ({_level(backtest.confidence)} CI "
+        f"{compared}: difference {delta['estimate']:+.4f} ({level(backtest.confidence)} CI "
         f"{delta['low']:+.4f} to {delta['high']:+.4f}) is {'not ' if passed else ''}worse than "
         f"the margin {-criteria.auc_margin:+.4f}."
     )
@@ -563,7 +569,7 @@ def _calibration(
 def _policy_target(routed_accepted: int, routed_n: int, criteria: GateRules) -> tuple[bool, str]:
     if criteria.target is None:
         return True, "No routed-acceptance target: not checked."
-    target = _level(criteria.target)
+    target = level(criteria.target)
     if routed_n == 0:
         return False, f"No lead was routed on this slice, so the {target} target is not met."
     bound = float(wilson_lower(routed_accepted, routed_n, criteria.confidence))
@@ -571,7 +577,7 @@ def _policy_target(routed_accepted: int, routed_n: int, criteria: GateRules) -> 
     passed = rate >= criteria.target
     return passed, (
         f"Routed acceptance {rate:.1%} ({routed_accepted:,} of {routed_n:,} routed leads; "
-        f"Wilson lower bound {bound:.1%} at {_level(criteria.confidence)} confidence) "
+        f"Wilson lower bound {bound:.1%} at {level(criteria.confidence)} confidence) "
         f"{'meets' if passed else 'is below'} the {target} target."
     )
 
@@ -586,11 +592,6 @@ def _beats_rules(backtest: Backtest, challenger: str, rules: str | None) -> tupl
     return passed, (
         f"ROC AUC {mine:.4f} {verdict} the rule criteria's {theirs:.4f} ({mine - theirs:+.4f})."
     )
-
-
-def _level(share: float) -> str:
-    """A setting as given, e.g. 0.9 -> "90%", 0.975 -> "97.5%" (no rounding)."""
-    return f"{share * 100:g}%"
 
 
 def compare(

@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from models.decision import DEFAULT_ROUTING_THRESHOLD
 from models.registry import LoadedModel, load_version
 from pipeline import plots
-from pipeline.backtest import Backtest, Contender, Decision, GateRules, compare
+from pipeline.backtest import RULES, Backtest, Contender, Decision, GateRules, compare
 from pipeline.baselines import fit_rule_calibration
 from pipeline.config import load_train_config
 from pipeline.load import Leads, label_values, load_leads
@@ -31,8 +31,6 @@ from pipeline.report import Report
 from pipeline.settings import PipelineSettings
 from pipeline.split import Split, split_leads
 from pipeline.tracking import use_experiment
-
-RULES = "rule criteria"
 
 
 class DecisionError(ValueError):

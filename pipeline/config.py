@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from models.policy import DEFAULT_ACCEPTANCE_TARGET
 from models.spec import SpecError, format_validation_errors, load_yaml
 
 
@@ -36,7 +37,7 @@ class RoutingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     mode: Literal["acceptance_rate", "capacity"] = "acceptance_rate"
-    target: Annotated[float, Field(gt=0, lt=1)] = 0.90
+    target: Annotated[float, Field(gt=0, lt=1)] = DEFAULT_ACCEPTANCE_TARGET
     confidence: Annotated[float, Field(ge=0.5, lt=1)] = 0.95
     bound: Literal["wilson", "clopper_pearson"] = "wilson"
     capacity: Annotated[int, Field(ge=1)] | None = None

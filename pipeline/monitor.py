@@ -29,7 +29,7 @@ from sqlalchemy import Engine, select
 
 from models.decision import TIERS, tiers
 from models.features import TIME_FEATURES, normalize
-from models.policy import wilson_upper
+from models.policy import DEFAULT_ACCEPTANCE_TARGET, wilson_upper
 from models.profile import bin_codes
 from models.spec import DatasetSpec
 from models.store import outcomes, scoring_log
@@ -170,7 +170,7 @@ def monitor(
     *,
     threshold: float,
     now: datetime,
-    target: float = 0.90,
+    target: float = DEFAULT_ACCEPTANCE_TARGET,
     period: Literal["D", "W"] = "W",
     decision_window_hours: float = 48,
     min_rows: int = 200,

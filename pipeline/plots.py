@@ -10,12 +10,13 @@ from matplotlib.patches import Patch
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from models.profile import SCORE_EDGES
 from pipeline.monitor import PSI_ALARM, PSI_WARN
 
 # PSI band colours: stable, moderate shift, major shift (bands from `pipeline.monitor`).
 PSI_COLOURS = {"stable": "#4c9f70", "moderate": "#e0a526", "major": "#c8553d"}
 # Score histograms use fixed 0.1-wide bins on [0, 1] so shares are comparable across runs.
-SCORE_BINS = np.linspace(0.0, 1.0, 11)
+SCORE_BINS = np.array([0.0, *SCORE_EDGES, 1.0])  # the training profile's score bins
 
 
 def roc_figure(y: np.ndarray, scores: dict[str, np.ndarray]) -> Figure:
@@ -75,10 +76,21 @@ def importance_figure(importance: pd.Series, top: int = 20) -> Figure:
     return fig
 
 
-def _axes(title: str, xlabel: str, ylabel: str):
-    fig = Figure(figsize=(6, 5))
+def _axes(
+    title: str,
+    xlabel: str,
+    ylabel: str,
+    *,
+    unit_square: bool = True,
+    size: tuple[float, float] = (6, 5),
+) -> tuple[Figure, Axes]:
+    """A gridded figure; on the unit square unless the quantity has its own range (lift,
+    volume, score shares)."""
+    fig = Figure(figsize=size)
     ax = fig.add_subplot()
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel, xlim=(0, 1), ylim=(0, 1.02))
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    if unit_square:
+        ax.set(xlim=(0, 1), ylim=(0, 1.02))
     ax.grid(alpha=0.3)
     return fig, ax
 
@@ -87,9 +99,11 @@ def threshold_figure(curve: pd.DataFrame, chosen: float, target: float | None) -
     """What each routing threshold does (a `models.policy.threshold_curve` frame), with the
     chosen threshold marked and, in acceptance-rate mode, the target acceptance rate."""
     fig, ax = _axes(
-        "Routing threshold (held-out slice)", "threshold on calibrated P(accept)", "share"
+        "Routing threshold (held-out slice)",
+        "threshold on calibrated P(accept)",
+        "share",
+        size=(7, 5),
     )
-    fig.set_size_inches(7, 5)
     x = curve["threshold"].to_numpy()
     # Routing is p >= threshold, so every threshold in (t[i-1], t[i]] routes the same leads as
     # t[i]: steps, not interpolated lines, show what a threshold between two scores does.
@@ -122,10 +136,12 @@ def lift_figure(y: np.ndarray, scores: dict[str, np.ndarray], bins: int = 10) ->
     if len(y) < bins or not y.any():
         raise ValueError(f"lift needs at least {bins} leads and one accepted lead")
     base = float(y.mean())
-    fig, ax = _plain_axes(
+    fig, ax = _axes(
         "Lift by score group (test slice)",
         f"score group (1 = highest scoring 1/{bins} of leads)",
         "lift (acceptance rate / base rate)",
+        unit_square=False,
+        size=(7, 5),
     )
     groups = np.arange(1, bins + 1)
     width = 0.8 / max(len(scores), 1)
@@ -167,10 +183,13 @@ def acceptance_over_time_figure(periods: pd.DataFrame, target: float) -> Figure:
     """Realised acceptance rate of routed leads per period (`pipeline.monitor` periods frame)
     against the target, with its 95% upper bound and the model's expected rate when present,
     and lead volume as bars on a secondary axis."""
-    fig, ax = _plain_axes(
-        "Acceptance of routed leads over time", "period", "acceptance rate (decided leads)"
+    fig, ax = _axes(
+        "Acceptance of routed leads over time",
+        "period",
+        "acceptance rate (decided leads)",
+        unit_square=False,
+        size=(8, 5),
     )
-    fig.set_size_inches(8, 5)
     x = np.arange(len(periods))
     volume = ax.twinx()
     volume.bar(x, periods["volume"], color="lightgrey", alpha=0.6, label="leads scored")
@@ -201,7 +220,9 @@ def score_distribution_figure(
 ) -> Figure:
     """Share of leads per 0.1-wide P(accept) bin: the reference (e.g. training) distribution
     filled, each current one as an outline, so a shift shows as outlines leaving the fill."""
-    fig, ax = _plain_axes("Score distribution", "P(accept)", "share of leads")
+    fig, ax = _axes(
+        "Score distribution", "P(accept)", "share of leads", unit_square=False, size=(7, 5)
+    )
     ax.stairs(_shares(reference), SCORE_BINS, fill=True, color="lightgrey", label=reference_label)
     for name, scores in current.items():
         ax.stairs(_shares(scores), SCORE_BINS, linewidth=1.5, label=name)
@@ -242,15 +263,6 @@ def bootstrap_figure(
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig
-
-
-def _plain_axes(title: str, xlabel: str, ylabel: str) -> tuple[Figure, Axes]:
-    # Like `_axes` without the unit square: lift, volume and score shares have their own ranges.
-    fig = Figure(figsize=(7, 5))
-    ax = fig.add_subplot()
-    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
-    ax.grid(alpha=0.3)
-    return fig, ax
 
 
 def _threshold_note(curve: pd.DataFrame, chosen: float) -> str:

@@ -16,9 +16,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from models.decision import DEFAULT_ROUTING_THRESHOLD
+from models.registry import routing_threshold
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +48,13 @@ class Registration:
 
 def champion_version(name: str) -> str | None:
     """The version `champion` points at (None before the first promotion)."""
+    found = _champion(name)
+    return str(found.version) if found else None
+
+
+def _champion(name: str) -> ModelVersion | None:
     try:
-        return str(MlflowClient().get_model_version_by_alias(name, CHAMPION).version)
+        return MlflowClient().get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
 
@@ -55,12 +62,10 @@ def champion_version(name: str) -> str | None:
 def current_champion(name: str, leads: pd.DataFrame) -> Champion | None:
     """The current champion (if any) and its P(accept) for `leads`, typed as its signature
     types them (models.pyfunc.to_signature_types)."""
-    client = MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
+    version = _champion(name)
+    if version is None:
         return None
-    threshold = float(version.tags.get("routing_threshold", DEFAULT_ROUTING_THRESHOLD))
+    threshold = routing_threshold(version, DEFAULT_ROUTING_THRESHOLD)
     try:
         model = mlflow.pyfunc.load_model(f"models:/{name}@{CHAMPION}")
         scores = model.predict(leads)["p_accept"].to_numpy()

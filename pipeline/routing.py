@@ -75,8 +75,8 @@ class RoutingEvidence:
 
 def choose_routing(config: RoutingConfig, valid: Held, test: Held) -> RoutingEvidence:
     """The policy the config asks for, chosen on `valid` and measured on `test`."""
-    policy = _choose(config, valid)
     check = {"confidence": config.confidence, "bound": config.bound}
+    policy = _choose(config, valid, check)
     return RoutingEvidence(
         policy=policy,
         curve=threshold_curve(valid.p_accept, valid.accepted, **check),
@@ -86,8 +86,7 @@ def choose_routing(config: RoutingConfig, valid: Held, test: Held) -> RoutingEvi
     )
 
 
-def _choose(config: RoutingConfig, valid: Held) -> RoutingPolicy:
-    common = {"confidence": config.confidence, "bound": config.bound}
+def _choose(config: RoutingConfig, valid: Held, common: dict[str, Any]) -> RoutingPolicy:
     if config.mode == "acceptance_rate":
         return acceptance_rate_policy(valid.p_accept, valid.accepted, config.target, **common)
     if valid.timestamps is None:

@@ -26,15 +26,16 @@ from models.profile import build_profile
 from models.pyfunc import to_signature_types
 from models.registry import CARD_ARTIFACT, REPORT_ARTIFACT
 from models.spec import DatasetSpec, SpecError, load_spec
+from models.uris import DEFAULT_MODEL_NAME
 from pipeline.audit import AuditReport, audit_leakage
-from pipeline.backtest import Contender, GateRules, compare
+from pipeline.backtest import RULES, Contender, GateRules, compare
 from pipeline.baselines import fit_logistic, fit_rule_calibration, predict_logistic
 from pipeline.config import RoutingConfig, TrainConfig, load_train_config
 from pipeline.evaluate import Evaluation, evaluate
 from pipeline.load import Leads, label_values, load_leads
 from pipeline.register import Champion, Registration, current_champion, register
 from pipeline.routing import Held, RoutingEvidence, choose_routing
-from pipeline.settings import DEFAULT_MODEL_NAME, PipelineSettings
+from pipeline.settings import PipelineSettings
 from pipeline.split import Split, split_leads
 from pipeline.tracking import RunRecord, log_model, log_run, use_experiment
 from pipeline.train import Slice, fit
@@ -249,8 +250,8 @@ def _log_reports(record: RunRecord, version: str, settings: PipelineSettings) ->
         (model_card(record, version), f"card-{stem}.html", CARD_ARTIFACT),
     )
     written = [page.write(settings.reports_dir / local) for page, local, _ in pages]
-    for path, (_, _, artifact) in zip(written, pages, strict=True):
-        mlflow.log_text(path.read_text(encoding="utf-8"), f"report/{artifact}")
+    for page, _, artifact in pages:
+        mlflow.log_text(page.html(), f"report/{artifact}")  # the page as written, not re-read
     return written[0]
 
 
@@ -351,7 +352,7 @@ def _gate(record: RunRecord, champion: Champion | None) -> tuple[bool, str]:
     rivals = None
     if champion is not None:
         rivals = Contender(f"v{champion.version}", champion.p_accept, champion.routing_threshold)
-    rules = Contender("rule criteria", record.scores["rules"], None, routed=record.test_rule_pass)
+    rules = Contender(RULES, record.scores["rules"], None, routed=record.test_rule_pass)
     # A first model only has to beat the rules: with no champion, an unmet routing promise is
     # flagged (routing_met=false) rather than leaving the service with nothing to serve.
     target = policy.acceptance_target if champion else None

@@ -8,9 +8,7 @@ from pathlib import Path
 from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from models.uris import absolute_sqlite
-
-DEFAULT_MODEL_NAME = "lead-acceptance"  # the built-in spec's model_name
+from models.uris import DEFAULT_DATABASE_URL, DEFAULT_MODEL_NAME, absolute_sqlite
 
 
 class PipelineSettings(BaseSettings):
@@ -29,7 +27,7 @@ class PipelineSettings(BaseSettings):
     model_name: str | None = None  # default: the spec's model_name
     data_dir: Path = Path("data")
     reports_dir: Path = Path("reports")  # HTML of train / evaluate / monitor (also in MLflow)
-    database_url: str = "sqlite:///sal.db"  # the service's scoring log and outcomes (same variable)
+    database_url: str = DEFAULT_DATABASE_URL  # the service's (same variable as `sal serve`)
 
     @field_validator("tracking_uri")
     @classmethod

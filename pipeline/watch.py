@@ -18,6 +18,7 @@ import pandas as pd
 
 from models import store
 from models.decision import DEFAULT_ROUTING_THRESHOLD
+from models.policy import DEFAULT_ACCEPTANCE_TARGET
 from models.registry import LoadedModel, load_by_alias
 from pipeline import plots
 from pipeline.monitor import MonitorResult, monitor, read_monitoring_frame
@@ -85,7 +86,7 @@ def _target(loaded: LoadedModel) -> float:
     """The acceptance rate the champion promised for the leads it routes."""
     policy = loaded.policy
     if policy is None:
-        return 0.9  # a version older than routing policies: the usual bar
+        return DEFAULT_ACCEPTANCE_TARGET  # a version older than routing policies: the usual bar
     # Capacity mode promises no rate; what it expected of its routed leads is the yardstick.
     return policy.acceptance_target or policy.promised_rate
 
@@ -142,10 +143,12 @@ def monitoring_report(
 
 
 def _reference_scores(profile: dict) -> np.ndarray:
-    """Stand-in scores drawn at each training bin's midpoint in its share (for the histogram)."""
-    shares = np.asarray(profile["score"]["shares"][:10], dtype=float)
+    """Stand-in scores at each training score bin's midpoint, in its share: the profile keeps
+    shares over the figure's own bins (its last share, missing scores, is left out)."""
+    bins = plots.SCORE_BINS
+    shares = np.asarray(profile["score"]["shares"][: len(bins) - 1], dtype=float)
     counts = np.round(np.nan_to_num(shares) * 10_000).astype(int)
-    return np.repeat(np.arange(10) / 10 + 0.05, counts)
+    return np.repeat((bins[:-1] + bins[1:]) / 2, counts)
 
 
 def _log(result: MonitorResult, loaded: LoadedModel, path: Path, settings: PipelineSettings) -> str:

@@ -74,7 +74,9 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
         description="Scores MQLs: P(accept), P(SQL), rule criteria, reasons and route.",
     )
     bearer = HTTPBearer(auto_error=False, description="API key (scoring or admin role)")
-    scoring_keys = [*settings.score_keys, *settings.admin_keys]  # admin keys may score too
+    # Encoded once here: the key check runs on every request.
+    admin_keys = _encoded(settings.admin_keys)
+    scoring_keys = [*_encoded(settings.score_keys), *admin_keys]  # admin keys may score too
 
     async def require_reader(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
@@ -84,14 +86,17 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
     async def require_admin(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
-        _check_key(credentials.credentials if credentials else None, settings.admin_keys)
+        _check_key(credentials.credentials if credentials else None, admin_keys)
 
-    async def current_model() -> LoadedModel:
+    def served() -> LoadedModel:
         loaded = models.loaded  # one reference for the whole request, whatever a reload does
         if loaded is None:
             reason = models.error or "loading"
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"no model loaded: {reason}")
         return loaded
+
+    async def current_model() -> LoadedModel:
+        return served()
 
     @app.get("/health", response_model=Health, tags=["ops"])
     def health() -> Health:
@@ -124,11 +129,29 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
     )
     async def score(request: Request) -> Response:
         """Score one MQL or a batch: probabilities, tier, route, rule criteria and reasons."""
-        _check_key(_bearer_token(request.headers.get("authorization")), scoring_keys)
-        loaded = await current_model()
-        reasons = _flag(request.query_params.get("reasons"), "reasons")
+        loaded, batch, reasons = read_request(
+            await request.body(),
+            request.headers.get("authorization"),
+            request.query_params.get("reasons"),
+        )
+        # One lead is cheaper than a thread hop; a big batch must not stall the event loop.
+        if len(batch) <= FAST_PATH_MAX:
+            body = answer(loaded, batch, reasons)
+        else:
+            body = await asyncio.to_thread(answer, loaded, batch, reasons)
+        return Response(body, media_type="application/json")
+
+    def read_request(
+        body: bytes, authorization: str | None, reasons: str | None
+    ) -> tuple[LoadedModel, list[Any], bool]:
+        """A scoring request's model, leads and flag; its key, then the model, the flag, the
+        leads and their number are checked in that order, raising the route's 401/403, 503,
+        422 or 413."""
+        _check_key(_bearer_token(authorization), scoring_keys)
+        loaded = served()
+        with_reasons = _flag(reasons, "reasons")
         try:
-            leads = leads_adapter.validate_json(await request.body())
+            leads = leads_adapter.validate_json(body)
         except ValidationError as exc:
             raise RequestValidationError(_body_errors(exc)) from None
         batch = leads if isinstance(leads, list) else [leads]
@@ -137,12 +160,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
                 413,
                 f"{len(batch)} leads in one request; the maximum is {settings.max_batch}",
             )
-        # One lead is cheaper than a thread hop; a big batch must not stall the event loop.
-        if len(batch) <= FAST_PATH_MAX:
-            body = answer(loaded, batch, reasons)
-        else:
-            body = await asyncio.to_thread(answer, loaded, batch, reasons)
-        return Response(body, media_type="application/json")
+        return loaded, batch, with_reasons
 
     def answer(loaded: LoadedModel, batch: list[Any], reasons: bool) -> bytes:
         dicts = as_dicts(batch, spec)
@@ -154,21 +172,15 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
         return ScoreResponse(scores=scores).model_dump_json().encode()
 
     def answer_at_once(body: bytes, authorization: str | None, query: str) -> bytes | None:
-        """The route's common case, for the express lane: a valid key, a loaded model and a few
-        valid leads. None for anything else, which the route then answers (errors included)."""
-        loaded = models.loaded
-        if loaded is None or not _key_valid(_bearer_token(authorization), scoring_keys):
-            return None
+        """The route's common case, for the express lane: a request the route would answer
+        with 200 for a few leads. None for anything else, which the route then answers (its
+        errors included, so they are raised in one place)."""
+        reasons = dict(parse_qsl(query, keep_blank_values=True)).get("reasons")
         try:
-            reasons = _flag(
-                dict(parse_qsl(query, keep_blank_values=True)).get("reasons"), "reasons"
-            )
-            leads = leads_adapter.validate_json(body)
-        except (RequestValidationError, ValidationError):
+            loaded, batch, with_reasons = read_request(body, authorization, reasons)
+        except (HTTPException, RequestValidationError):
             return None
-        batch = leads if isinstance(leads, list) else [leads]
-        small = len(batch) <= min(FAST_PATH_MAX, settings.max_batch)  # else the route's 413
-        return answer(loaded, batch, reasons) if small else None
+        return answer(loaded, batch, with_reasons) if len(batch) <= FAST_PATH_MAX else None
 
     if settings.express_lane:
         app.express(
@@ -297,24 +309,22 @@ def _require_known_leads(engine: Engine, batch: list[OutcomeBase]) -> None:
         raise RequestValidationError(errors)
 
 
-def _check_key(token: str | None, keys: list[SecretStr]) -> None:
+def _encoded(keys: list[SecretStr]) -> list[bytes]:
+    return [key.get_secret_value().encode() for key in keys]
+
+
+def _check_key(token: str | None, keys: list[bytes]) -> None:
     if not token:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             "missing bearer API key",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not _key_valid(token, keys):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "API key not valid for this endpoint")
-
-
-def _key_valid(token: str | None, keys: list[SecretStr]) -> bool:
-    if not token:
-        return False
     given = token.encode()
     # Compare with every key, in constant time, so timing says nothing about which was close.
-    matches = [hmac.compare_digest(given, key.get_secret_value().encode()) for key in keys]
-    return any(matches)
+    matches = [hmac.compare_digest(given, key) for key in keys]
+    if not any(matches):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "API key not valid for this endpoint")
 
 
 def _bearer_token(header: str | None) -> str | None:

@@ -34,11 +34,11 @@ class ExpressLane:
         self.app, self.path, self.answer, self.max_bytes = app, path, answer, max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self._eligible(scope):
+        headers = self._headers_if_eligible(scope)
+        if headers is None:
             await self.app(scope, receive, send)
             return
         body, more = await _read_body(receive, self.max_bytes)
-        headers = dict(scope["headers"])
         authorization = headers.get(b"authorization")
         response = None
         if not more:
@@ -59,11 +59,13 @@ class ExpressLane:
         )
         await send({"type": "http.response.body", "body": response})
 
-    def _eligible(self, scope: Scope) -> bool:
+    def _headers_if_eligible(self, scope: Scope) -> dict[bytes, bytes] | None:
+        """The request's headers when the lane may take it (None: pass it on untouched)."""
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != self.path:
-            return False
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        return declared.isdigit() and int(declared) <= self.max_bytes
+            return None
+        headers = dict(scope["headers"])
+        declared = headers.get(b"content-length", b"")
+        return headers if declared.isdigit() and int(declared) <= self.max_bytes else None
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:

@@ -4,8 +4,9 @@ A synchronous insert and commit per scored lead costs about as much as scoring i
 their rows over and answer at once. The writer is a process, not a thread: a writer thread in the
 server shares the GIL with the event loop, and every hand-over of the GIL between them stalls the
 loop (measured: throughput halved, for a writer whose own work is a tenth of a request's).
-Requests pickle their rows down a pipe (tens of microseconds); the writer process reads the pipe
-continuously and commits what has gathered every `max_delay` seconds.
+Requests send their rows, already encoded (`models.store.encode_log_row`), down a pipe; the writer
+process reads the pipe continuously and commits what has gathered every `max_delay` seconds, in
+one statement.
 
 What this trades: rows of the last few milliseconds before a hard crash (kill -9, power cut) can
 be lost. A clean shutdown writes everything, and so does every outcome write before it checks that
@@ -52,9 +53,9 @@ class ScoringLogWriter:
             self._send(("flush", token))
             while (remaining := deadline - time.monotonic()) > 0:
                 try:
-                    if not self._replies.poll(remaining):
+                    if not self._pipe.poll(remaining):
                         break
-                    kind, value = self._replies.recv()
+                    kind, value = self._pipe.recv()
                 except (EOFError, OSError):
                     self.error = "the scoring-log writer process exited"
                     return False
@@ -77,7 +78,7 @@ class ScoringLogWriter:
     def _start(self) -> None:
         # spawn, not fork: the server has threads (and an event loop) that a fork would copy.
         context = multiprocessing.get_context("spawn")
-        self._replies, child = context.Pipe(duplex=True)
+        self._pipe, child = context.Pipe(duplex=True)  # rows one way, replies the other
         self._process = context.Process(
             target=_write_forever, args=(child, *self._args), name="scoring-log", daemon=True
         )
@@ -87,14 +88,14 @@ class ScoringLogWriter:
     def _send(self, message: tuple[str, Any], restart: bool = True) -> None:
         with self._send_lock:
             try:
-                self._replies.send(message)
+                self._pipe.send(message)
             except OSError:  # the writer died (e.g. killed): start another, resend this message
                 if not restart:
                     raise
                 log.error("scoring log: the writer process exited; rows it held are lost")
                 self._process.join(0)
                 self._start()
-                self._replies.send(message)
+                self._pipe.send(message)
 
 
 # -- the writer process ---------------------------------------------------------------------------

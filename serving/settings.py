@@ -10,7 +10,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from models.decision import DEFAULT_ROUTING_THRESHOLD, DEFAULT_SLA_HOURS
-from models.uris import absolute_sqlite
+from models.uris import DEFAULT_DATABASE_URL, DEFAULT_MODEL_NAME, absolute_sqlite
 
 
 class ServeSettings(BaseSettings):
@@ -23,8 +23,8 @@ class ServeSettings(BaseSettings):
     spec_path: Path = Path("data/specs/builtin.yaml")
     # The service's own tables (scoring log, outcomes): a SQLite file by default, or PostgreSQL,
     # e.g. postgresql+psycopg://user@host:5432/leads
-    database_url: str = "sqlite:///sal.db"
-    model_name: str = "lead-acceptance"
+    database_url: str = DEFAULT_DATABASE_URL
+    model_name: str = DEFAULT_MODEL_NAME
     model_alias: str = "champion"
     # Comma-separated bearer tokens per role; admin keys may also score.
     score_keys: Annotated[list[SecretStr], NoDecode] = Field(default_factory=list)

@@ -37,9 +37,11 @@ def explain(model: AcceptanceModel, clean: pd.DataFrame, top: int = 3) -> list[l
     ]
 
 
-def explain_row(model: AcceptanceModel, row: np.ndarray, clean: dict, top: int = 3) -> list[Reason]:
-    """Reasons for one encoded lead (the hot path's row and clean dict)."""
-    contributions = model.accept.booster.predict(row, pred_contrib=True, num_threads=1)[0, :-1]
+def explain_row(
+    model: AcceptanceModel, row: np.ndarray, contributions: np.ndarray, clean: dict, top: int = 3
+) -> list[Reason]:
+    """Reasons for one encoded lead: the hot path's row, its contributions (without the bias, as
+    `models.fastpath.LeadScorer.contributions` gives them) and clean dict."""
     return _reasons(model, row[0], contributions, clean, top)
 
 

@@ -75,6 +75,10 @@ class LeadScorer:
             for name, field in spec.fields.items()
         }
         self._timestamp = spec.timestamp
+        self._personal = [  # (field, its converter, kind -> stand-in)
+            (name, self._converters[name], PLACEHOLDERS.get(spec.fields[name].type, {}))
+            for name in spec.personal_fields
+        ]
         encoder = model.encoder
         self._columns = [
             (name, encoder.vocabularies_.get(name), len(encoder.vocabularies_.get(name, {})) + 1)
@@ -83,6 +87,9 @@ class LeadScorer:
         features = len(self._columns)
         self._p_accept = _Probability(model.accept, features)
         self._p_sql = _Probability(model.sql, features) if model.sql is not None else None
+        self._contributions = SingleRowPredictor(
+            model.accept.booster, features, SingleRowPredictor.CONTRIB
+        )
         self._criteria = [
             (
                 name,
@@ -101,14 +108,17 @@ class LeadScorer:
         return clean
 
     def encode(self, clean: Mapping[str, object]) -> np.ndarray:
-        row = np.empty((1, len(self._columns)), dtype=np.float32)
-        for j, (name, vocabulary, other) in enumerate(self._columns):
+        # A list made into an array at once: setting NumPy items one by one costs ten times more.
+        values = []
+        for name, vocabulary, other in self._columns:
             value = clean.get(name)
-            if vocabulary is None:
-                row[0, j] = NAN if is_missing(value) else value
+            if vocabulary is None:  # a number, NaN or None (NaN stays NaN)
+                values.append(NAN if value is None else value)
             else:
-                row[0, j] = MISSING_CODE if is_missing(value) else vocabulary.get(str(value), other)
-        return row
+                values.append(
+                    MISSING_CODE if is_missing(value) else vocabulary.get(str(value), other)
+                )
+        return np.array([values], dtype=np.float32)
 
     def score(self, lead: Mapping[str, object]) -> FastScore:
         clean = self.clean(lead)
@@ -138,41 +148,41 @@ class LeadScorer:
             row=row,
         )
 
+    def contributions(self, row: np.ndarray) -> np.ndarray:
+        """Each feature's contribution to the margin of P(accept) for one encoded row (TreeSHAP,
+        as `Booster.predict(pred_contrib=True)` gives it, without the bias)."""
+        return self._contributions.values(row)[:-1]
+
     def redacted(self, lead: Mapping[str, object]) -> dict[str, object]:
         """The lead with personal values replaced by stand-ins (see features.redact_personal)."""
-        spec = self.model.spec
         out = dict(lead)
-        for name in spec.personal_fields:
-            kind = self._converters[name](lead.get(name))
-            field_type = spec.fields[name].type
-            if is_missing(kind):
-                out[name] = None
-            else:
-                out[name] = (
-                    PLACEHOLDERS[field_type][kind] if field_type in PLACEHOLDERS else "redacted"
-                )
+        for name, convert, stand_ins in self._personal:
+            kind = convert(lead.get(name))
+            out[name] = None if is_missing(kind) else stand_ins.get(kind, "redacted")
         return out
 
 
 class SingleRowPredictor:
-    """Raw margin of one row through LightGBM's single-row C API, prepared once per booster.
+    """One row through LightGBM's single-row C API, prepared once per booster: its raw margin,
+    or its per-feature contributions (TreeSHAP, the last value being the bias).
 
     `Booster.predict` re-validates its input and rebuilds a predictor on every call: about 50 us
     for one row, several times the trees' own work. The C API's "fast" single-row entry point
     keeps that set-up in a config handle made once here. Same trees, same iterations as
-    `Booster.predict` (best iteration when early stopping kept one), so the margins are identical.
+    `Booster.predict` (best iteration when early stopping kept one), so the values are identical.
     """
 
-    _RAW_SCORE, _FLOAT32 = 1, 0  # C_API_PREDICT_RAW_SCORE, C_API_DTYPE_FLOAT32 (the encoder's)
+    # C_API_PREDICT_RAW_SCORE, C_API_PREDICT_CONTRIB; C_API_DTYPE_FLOAT32 (the encoder's)
+    RAW_SCORE, CONTRIB, _FLOAT32 = 1, 3, 0
 
-    def __init__(self, booster: lgb.Booster, features: int) -> None:
+    def __init__(self, booster: lgb.Booster, features: int, kind: int = RAW_SCORE) -> None:
         self._booster = booster  # keeps the C booster alive as long as the config that uses it
         self._handle = ctypes.c_void_p()
         iterations = booster.best_iteration if booster.best_iteration > 0 else -1
         _safe_call(
             _LIB.LGBM_BoosterPredictForMatSingleRowFastInit(
                 booster._handle,
-                ctypes.c_int(self._RAW_SCORE),
+                ctypes.c_int(kind),
                 ctypes.c_int(0),
                 ctypes.c_int(iterations),
                 ctypes.c_int(self._FLOAT32),
@@ -181,23 +191,34 @@ class SingleRowPredictor:
                 ctypes.byref(self._handle),
             )
         )
-        self._out = np.zeros(1, dtype=np.float64)
+        self._out = np.zeros(features + 1 if kind == self.CONTRIB else 1, dtype=np.float64)
         self._out_pointer = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
         self._length = ctypes.c_int64(0)
         self._lock = threading.Lock()  # the config and the output buffer are shared state
 
-    def __call__(self, row: np.ndarray) -> float:
-        """`row`: float32, C-contiguous, one value per feature (what `LeadScorer.encode` makes)."""
-        with self._lock:
-            _safe_call(
-                _LIB_HOLDING_GIL.LGBM_BoosterPredictForMatSingleRowFast(
-                    self._handle,
-                    row.ctypes.data_as(ctypes.c_void_p),
-                    ctypes.byref(self._length),
-                    self._out_pointer,
-                )
+    def _predict(self, row: np.ndarray) -> None:
+        """`row`: float32, C-contiguous, one value per feature (what `LeadScorer.encode` makes).
+        Call with the lock held; the result is in `self._out`."""
+        _safe_call(
+            _LIB_HOLDING_GIL.LGBM_BoosterPredictForMatSingleRowFast(
+                self._handle,
+                row.ctypes.data_as(ctypes.c_void_p),
+                ctypes.byref(self._length),
+                self._out_pointer,
             )
+        )
+
+    def __call__(self, row: np.ndarray) -> float:
+        """The raw margin (a RAW_SCORE predictor)."""
+        with self._lock:
+            self._predict(row)
             return float(self._out[0])
+
+    def values(self, row: np.ndarray) -> np.ndarray:
+        """All the values the call gives, as a new array (a CONTRIB predictor's contributions)."""
+        with self._lock:
+            self._predict(row)
+            return self._out.copy()
 
     def __del__(self) -> None:
         if getattr(self, "_handle", None) and self._handle.value:

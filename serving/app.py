@@ -40,7 +40,14 @@ from serving.schemas import (
     lead_model,
     outcome_model,
 )
-from serving.scoring import FAST_PATH_MAX, as_dicts, feature_row, log_rows, score_leads
+from serving.scoring import (
+    FAST_PATH_MAX,
+    answer_json,
+    as_dicts,
+    feature_row,
+    log_rows,
+    score_leads,
+)
 from serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -169,7 +176,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
         app.state.log_writer.submit([store.encode_log_row(row) for row in rows])
         # Built and typed by us already: skip FastAPI's re-validation of the response model
         # (it would cost a third of the request); `response_model` still documents it.
-        return ScoreResponse(scores=scores).model_dump_json().encode()
+        return answer_json(scores)
 
     def answer_at_once(body: bytes, authorization: str | None, query: str) -> bytes | None:
         """The route's common case, for the express lane: a request the route would answer

@@ -60,6 +60,17 @@ def test_fast_path_equals_frame_path(model, leads) -> None:
             assert score == pytest.approx(expected.loc[i, f"criterion_{name}"], abs=1e-9)
 
 
+def test_fast_contributions_equal_lightgbm_contributions(model, leads) -> None:
+    """The reasons' single-row TreeSHAP is LightGBM's own `pred_contrib` (bias dropped)."""
+    scorer = LeadScorer(model)
+    matrix = model.encoder.transform(normalize(leads.head(300), model.spec))
+    expected = model.accept.booster.predict(matrix, pred_contrib=True)[:, :-1]
+    assert np.abs(expected).sum(axis=1).min() > 0  # every lead has something to explain
+    for i in range(len(matrix)):
+        contributions = scorer.contributions(matrix[i : i + 1])
+        np.testing.assert_array_equal(contributions, expected[i], err_msg=f"lead {i}")
+
+
 def test_fast_redaction_equals_frame_redaction(model, leads) -> None:
     scorer = LeadScorer(model)
     frame = redact_personal(leads, model.spec)

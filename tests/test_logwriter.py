@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -120,3 +122,44 @@ def test_encoded_rows_read_back_as_written(url) -> None:
     }
     assert (stored["p_accept"], stored["tier"], stored["p_sql"]) == (0.25, "D", None)
     assert later == 0  # stored in the format SQLAlchemy compares timestamps with
+
+
+def test_rows_submitted_on_an_event_loop_go_down_the_pipe_together(url) -> None:
+    """On the server's loop, a burst of requests' rows is one pipe message (one wake-up of the
+    writer), sent by the loop itself a moment later: no flush needed, nothing lost."""
+    writer = ScoringLogWriter(url, max_delay=0.001, gather=0.01)
+    sent: list[int] = []
+    send = writer._send
+
+    def counting(message, restart=True):
+        if message[0] == "rows":
+            sent.append(len(message[1]))
+        send(message, restart)
+
+    writer._send = counting
+
+    async def burst() -> None:
+        for i in range(50):
+            writer.submit(_rows(f"E{i}"))
+        assert sent == []  # gathered, not yet sent
+        await asyncio.sleep(0.05)
+
+    asyncio.run(burst())
+    assert sent == [50]
+    deadline = time.monotonic() + 30
+    while len(_lead_ids(url)) < 50 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sorted(_lead_ids(url)) == sorted(f"E{i}" for i in range(50))
+    writer.close()
+
+
+def test_flush_sends_rows_still_gathering(url) -> None:
+    writer = ScoringLogWriter(url, max_delay=0.001, gather=60.0)  # the loop would send too late
+
+    async def submit_then_flush() -> bool:
+        writer.submit(_rows("F1"))
+        return writer.flush(timeout=30)
+
+    assert asyncio.run(submit_then_flush())
+    assert _lead_ids(url) == ["F1"]
+    writer.close()

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from serving.app import create_app
 from serving.reload import ModelHolder, load_champion
 from serving.schemas import ScoreResponse
+from serving.scoring import FAST_PATH_MAX
 from tests.conftest import ADMIN_KEY, AUTH
 
 
@@ -182,6 +183,19 @@ def test_answers_match_the_documented_response_schema(client, leads) -> None:
         parsed = ScoreResponse.model_validate_json(response.content)  # strict round trip
         assert parsed.model_dump(mode="json") == response.json()
         assert (parsed.scores[0].reasons is not None) == (reasons == "true")
+
+
+def test_one_lead_at_a_time_answers_like_a_big_batch(client, leads) -> None:
+    """Small requests (the hot path, answers built as plain data) and big batches (the frame
+    path, answers built as validated objects) give every lead the very same answer."""
+    assert len(leads) > FAST_PATH_MAX
+    for reasons in ("false", "true"):
+        path = f"/v1/leads/score?reasons={reasons}"
+        batch = client.post(path, json=leads, headers=AUTH).json()["scores"]
+        one_by_one = [
+            client.post(path, json=lead, headers=AUTH).json()["scores"][0] for lead in leads
+        ]
+        assert one_by_one == batch
 
 
 def test_openapi_documents_the_scoring_operation(client) -> None:

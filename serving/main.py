@@ -1,4 +1,5 @@
-"""ASGI entry point for uvicorn (`uvicorn serving.main:app_factory --factory`, or `sal serve`)."""
+"""ASGI entry point for uvicorn, which `sal serve` runs. To run uvicorn yourself with the same
+protocol: `uvicorn serving.main:app_factory --factory --http serving.protocol:HttpProtocol`."""
 
 import sys
 

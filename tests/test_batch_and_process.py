@@ -131,9 +131,51 @@ def test_real_uvicorn_process(serve_settings, tmp_path) -> None:
         with urllib.request.urlopen(request, timeout=10) as response:
             (result,) = json.load(response)["scores"]
         assert result["lead_id"] == "P1" and 0 < result["p_accept"] < 1
+        _check_raw_http(port)
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def _check_raw_http(port: int) -> None:
+    """What a client sees on the wire from `sal serve`'s protocol (serving/protocol.py, which
+    holds writes until the end of a loop iteration): answers on a kept-alive connection, a HEAD
+    answer and an interim 100 Continue, each arriving without waiting for anything else."""
+    body = json.dumps({"lead_id": "P2"}).encode()
+    score = (
+        f"POST /v1/leads/score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer proc-key\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        reader = connection.makefile("rb")
+        for _ in range(3):  # one connection, several requests
+            connection.sendall(score + b"\r\n" + body)
+            status, headers, content = _response(reader)
+            assert status == 200 and headers["content-type"] == "application/json"
+            assert json.loads(content)["scores"][0]["lead_id"] == "P2"
+        connection.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, _ = _response(reader, head=True)
+        assert status in (200, 405)  # answered at once, whatever the route allows
+        connection.sendall(score + b"Expect: 100-continue\r\n\r\n")
+        assert reader.readline().startswith(b"HTTP/1.1 100 ")  # before the body is sent
+        assert reader.readline() == b"\r\n"
+        connection.sendall(body)
+        status, _, content = _response(reader)
+        assert status == 200 and json.loads(content)["scores"][0]["lead_id"] == "P2"
+        connection.sendall(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, _, content = _response(reader)
+        assert status == 200 and "/v1/leads/score" in json.loads(content)["paths"]
+
+
+def _response(reader, head: bool = False) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response (status, headers, body) read off a socket file."""
+    status = int(reader.readline().split()[1])
+    headers = {}
+    while (line := reader.readline()) != b"\r\n":
+        name, value = line.decode().split(":", 1)
+        headers[name.strip().lower()] = value.strip()
+    length = 0 if head else int(headers.get("content-length", 0))
+    return status, headers, reader.read(length)
 
 
 def _wait_ready(base: str, process: subprocess.Popen) -> None:

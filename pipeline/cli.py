@@ -300,7 +300,6 @@ def serve(
 
     # The CLI is the one place that wires both deployables; pipeline's training modules never
     # import serving/, and serving/ never imports them.
-    from serving.protocol import HttpProtocol
     from serving.settings import get_settings as serve_settings
 
     if not (serve_settings().score_keys or serve_settings().admin_keys):
@@ -318,7 +317,6 @@ def serve(
         workers=workers,
         log_level="info",
         access_log=False,  # a log line per request costs more than scoring the lead
-        http=HttpProtocol,  # httptools, with a response's headers and body in one write
     )
 
 

@@ -1,5 +1,4 @@
-"""ASGI entry point for uvicorn, which `sal serve` runs. To run uvicorn yourself with the same
-protocol: `uvicorn serving.main:app_factory --factory --http serving.protocol:HttpProtocol`."""
+"""ASGI entry point for uvicorn (`uvicorn serving.main:app_factory --factory`, or `sal serve`)."""
 
 import sys
 

@@ -138,9 +138,9 @@ def test_real_uvicorn_process(serve_settings, tmp_path) -> None:
 
 
 def _check_raw_http(port: int) -> None:
-    """What a client sees on the wire from `sal serve`'s protocol (serving/protocol.py, which
-    holds writes until the end of a loop iteration): answers on a kept-alive connection, a HEAD
-    answer and an interim 100 Continue, each arriving without waiting for anything else."""
+    """What a client sees on the wire from `sal serve` (urllib's `Connection: close` request
+    above covers a close right after the answer): answers on a kept-alive connection, from the
+    express lane, a HEAD answer, an interim 100 Continue and a big routed answer."""
     body = json.dumps({"lead_id": "P2"}).encode()
     score = (
         f"POST /v1/leads/score HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer proc-key\r\n"

@@ -270,18 +270,24 @@ def codes_of(
 ) -> np.ndarray:
     """Each value's code in `codes` (`other` when absent, `missing` when null), looked up once
     per distinct value: a million cells of a categorical column hold a few hundred values."""
-    distinct, uniques = pd.factorize(values, use_na_sentinel=True)
-    # factorize marks nulls -1, which indexes the `missing` code appended at the end.
-    lookup = np.array([*(codes.get(str(v), other) for v in uniques), missing], dtype=dtype)
-    return lookup[distinct]
+    return per_distinct(values, lambda value: codes.get(str(value), other), missing, dtype)
 
 
-def map_values(values: pd.Series, mapping: Mapping | Callable[[object], object]) -> pd.Series:
+def map_values(values: pd.Series, mapping: Callable[[object], object]) -> pd.Series:
     """`values.map(mapping)` for low-cardinality columns, fast: map the distinct values only."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    mapped = pd.Series(uniques).map(mapping).to_numpy(dtype=object)
-    out = np.where(codes >= 0, mapped[np.maximum(codes, 0)] if len(mapped) else None, None)
-    return pd.Series(out, index=values.index, dtype=object)
+    return pd.Series(per_distinct(values, mapping, None), index=values.index, dtype=object)
+
+
+def per_distinct(
+    values: pd.Series | np.ndarray,
+    function: Callable[[object], object],
+    null: object,
+    dtype: type = object,
+) -> np.ndarray:
+    """`function` of each value, called once per distinct value; `null` for null values."""
+    distinct, uniques = pd.factorize(values, use_na_sentinel=True)
+    # factorize marks nulls -1, which indexes `null`, appended at the end.
+    return np.array([*(function(value) for value in uniques), null], dtype=dtype)[distinct]
 
 
 # -- per-type parsers: (raw, text, missing, field) -> (values, bad) ------------------------------

@@ -139,6 +139,10 @@ def serve_settings(trained, tmp_path_factory: pytest.TempPathFactory):
         score_keys=[SCORE_KEY],
         admin_keys=[ADMIN_KEY],
         max_batch=50,
+        # No alias polling in the shared session client: a poll could catch the champion alias
+        # while another test has moved it for a moment, and the loader sets MLflow's global
+        # tracking URI under a test that trains into its own store. Polling has its own test.
+        reload_seconds=0,
     )
 
 

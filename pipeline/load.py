@@ -10,7 +10,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
 from models.features import Parsed, assemble_clean, parse_field, parse_timestamps
 from models.spec import DatasetSpec, LabelSpec
@@ -82,42 +85,157 @@ def load_leads(
     `labelled=False` reads leads to score: the label columns are then not required (if present
     they are not validated either).
     """
+    path = _existing(path)
+    # hashlib lets go of the GIL, so the file is hashed on the other core while it is parsed.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sha256 = pool.submit(_sha256, path)
+        required = spec.required_columns if labelled else spec.lead_columns
+        raw, columns, bad_lines = _read(path, spec, required)
+        _check_columns(path, columns, spec, required)
+        checked = _check_rows(raw, spec, labelled, required, seen_ids=None)
+        report = _conclude(path, spec, rejects_path, columns, [checked], bad_lines, sha256)
+    return Leads(frame=checked.frame, clean=checked.clean, report=report)
+
+
+@dataclass
+class LeadChunk:
+    """Consecutive validated rows of a file: their raw text and clean view, as in `Leads`."""
+
+    frame: pd.DataFrame
+    clean: pd.DataFrame
+
+
+class LeadStream:
+    """A leads file validated and handed over `chunk_rows` rows at a time, so work on one chunk
+    (batch scoring) can run while the next is validated, and memory does not grow with the file.
+
+    The checks are load_leads's, file-wide where they must be: a lead id repeated in a later
+    chunk is rejected there like any duplicate, and the refusal threshold, the "empty in every
+    row" warnings and the rejects file are settled after the last chunk. Iterating to the end
+    sets `report` or raises LoadError (a refused file): callers must not treat what they made of
+    the chunks as final before then.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        spec: DatasetSpec,
+        rejects_path: Path | None = None,
+        labelled: bool = True,
+        chunk_rows: int = 100_000,
+    ) -> None:
+        self.path, self.spec, self.rejects_path = Path(path), spec, rejects_path
+        self.labelled, self.chunk_rows = labelled, chunk_rows
+        self.report: LoadReport | None = None
+
+    def __iter__(self) -> Iterator[LeadChunk]:
+        path, spec = _existing(self.path), self.spec
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            sha256 = pool.submit(_sha256, path)
+            required = spec.required_columns if self.labelled else spec.lead_columns
+            columns = _columns(path, spec)
+            _check_columns(path, columns, spec, required)
+            bad: list[tuple[int, int, str]] = []
+            seen_ids: dict[str, int] = {}
+            checks: list[_Checked] = []
+            for raw in _chunks(path, spec, columns, required, self.chunk_rows, bad):
+                checked = _check_rows(raw, spec, self.labelled, required, seen_ids)
+                checks.append(checked.summary())
+                yield LeadChunk(frame=checked.frame, clean=checked.clean)
+            bad_lines = _bad_line_errors(path, bad)
+            self.report = _conclude(
+                path, spec, self.rejects_path, columns, checks, bad_lines, sha256
+            )
+
+
+def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise LoadError(f"{path}: no such file")
-    # hashlib lets go of the GIL, so the file is hashed on the other core while it is parsed.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return _load(path, spec, rejects_path, labelled, pool.submit(_sha256, path))
+    return path
 
 
-def _load(
-    path: Path,
+@dataclass
+class _Checked:
+    """One run of rows checked: the kept rows, the problems found, and which columns were
+    blank in every row (for the file-wide warning)."""
+
+    rows: int
+    errors: pd.DataFrame
+    rejected: int
+    blank: set[str]
+    frame: pd.DataFrame = field(default_factory=pd.DataFrame)
+    clean: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def summary(self) -> _Checked:
+        """The same without the rows themselves (kept by a stream once they are handed on)."""
+        return _Checked(self.rows, self.errors, self.rejected, self.blank)
+
+
+def _check_rows(
+    raw: pd.DataFrame,
     spec: DatasetSpec,
-    rejects_path: Path | None,
     labelled: bool,
-    sha256: Future[str],
-) -> Leads:
-    required = spec.required_columns if labelled else spec.lead_columns
-    raw, columns, bad_lines = _read(path, spec, required)
-    _check_columns(path, columns, spec, required)
+    required: list[str],
+    seen_ids: dict[str, int] | None,
+) -> _Checked:
+    """Validate rows whose index is their row number - 1 (a chunk's starts where it does)."""
     parsed = {
         name: parse_field(raw[name], f, spec.missing_markers(name))
         for name, f in spec.fields.items()
     }
     stamps = parse_timestamps(raw[spec.timestamp]) if spec.timestamp else None
-    row_errors = _row_errors(raw, spec, labelled, parsed, stamps)
-    errors = pd.concat([bad_lines, *row_errors], ignore_index=True)
+    errors = pd.concat(
+        _row_errors(raw, spec, labelled, parsed, stamps, seen_ids), ignore_index=True
+    )
     errors = _with_lead_ids(errors, raw, spec)
-    rows_read = len(raw) + len(bad_lines)
-    rejected_rows = errors.loc[errors["row"].notna(), "row"].astype(int).unique()
-    rows_rejected = len(rejected_rows) + len(bad_lines)
+    rejected_rows = errors["row"].astype(int).unique()
+    # Only the columns the spec uses travel on: at a million rows the rest is most of the memory.
+    clean = assemble_clean(parsed, stamps, spec, raw.index)
+    frame = raw[required]
+    if len(rejected_rows):
+        keep = np.ones(len(raw), dtype=bool)
+        keep[rejected_rows - 1 - _first_index(raw)] = False
+        frame, clean = _kept_rows(frame, keep), clean[keep]
+    return _Checked(
+        rows=len(raw),
+        errors=errors,
+        rejected=len(rejected_rows),
+        blank=_blank_columns(raw, spec, labelled),
+        frame=frame,
+        clean=clean,
+    )
+
+
+def _first_index(frame: pd.DataFrame) -> int:
+    return int(frame.index[0]) if len(frame) else 0
+
+
+def _conclude(
+    path: Path,
+    spec: DatasetSpec,
+    rejects_path: Path | None,
+    columns: list[str],
+    checks: list[_Checked],
+    bad_lines: pd.DataFrame,
+    sha256: Future[str],
+) -> LoadReport:
+    """The report of a whole file; a file with no rows or too many bad ones is refused here."""
+    bad_lines = bad_lines.assign(lead_id=None)
+    row_errors = pd.concat([c.errors for c in checks], ignore_index=True) if checks else None
+    errors = pd.concat([bad_lines, _past_bad_lines(row_errors, bad_lines)], ignore_index=True)
+    # In file order, whichever way the file was read (whole or in chunks).
+    errors = errors.sort_values("line", kind="stable", na_position="last", ignore_index=True)
+    rows_read = sum(c.rows for c in checks) + len(bad_lines)
+    rows_rejected = sum(c.rejected for c in checks) + len(bad_lines)
+    blank = set.intersection(*(c.blank for c in checks)) if checks else set()
     report = LoadReport(
         path=str(path),
         sha256=sha256.result(),
         rows_read=rows_read,
         rows_rejected=rows_rejected,
         errors=errors,
-        warnings=_warnings(raw, spec, labelled),
+        warnings=_warnings(blank, spec),
         ignored_columns=[c for c in columns if c not in spec.required_columns + list(spec.exclude)],
     )
     if rows_read == 0:
@@ -134,13 +252,18 @@ def _load(
             rows_read,
             report.rejects_path or "the load report",
         )
-    # Only the columns the spec uses travel on: at a million rows the rest is most of the memory.
-    clean = assemble_clean(parsed, stamps, spec, raw.index)
-    if not len(rejected_rows):
-        return Leads(frame=raw[required], clean=clean, report=report)
-    keep = np.ones(len(raw), dtype=bool)
-    keep[rejected_rows - 1] = False
-    return Leads(frame=_kept_rows(raw[required], keep), clean=clean[keep], report=report)
+    return report
+
+
+def _past_bad_lines(errors: pd.DataFrame | None, bad_lines: pd.DataFrame) -> pd.DataFrame:
+    """Row errors with the file line each row is on: a row's line is its number + 1 (the
+    header) + the malformed lines before it, which are not rows."""
+    if errors is None or not len(errors):
+        return _empty_errors()
+    lines = errors["row"].to_numpy(dtype=np.int64) + 1
+    for bad in np.sort(bad_lines["line"].dropna().to_numpy(dtype=np.int64)):
+        lines = np.where(lines >= bad, lines + 1, lines)
+    return errors.assign(line=lines)
 
 
 def label_values(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.Series, pd.Series | None]:
@@ -164,47 +287,119 @@ def _read(
     """The rows as text (of a CSV, only the `wanted` columns it has), the names of all the file's
     columns, and the lines that do not split into as many fields as the header."""
     if path.suffix == ".parquet":
-        frame = pd.read_parquet(path)
-        frame = frame.astype({c: "str" for c in frame.columns if frame[c].dtype == object})
+        frame = _text_columns(pd.read_parquet(path))
         return frame.reset_index(drop=True), list(frame.columns), _empty_errors()
+    columns = _columns(path, spec)
+    present = [c for c in dict.fromkeys(wanted) if c in columns]
+    if len(present) < len(set(wanted)):  # refused for its columns: its rows are not needed
+        return pd.DataFrame(columns=present), columns, _empty_errors()
     bad: list[tuple[int, int, str]] = []
+    with _readable(path, spec):
+        table = pacsv.read_csv(path, **_arrow_options(spec, columns, present, bad))
+    frame = table.slice(1).rename_columns(present).to_pandas()
+    return frame, columns, _bad_line_errors(path, bad)
+
+
+def _chunks(
+    path: Path,
+    spec: DatasetSpec,
+    columns: list[str],
+    wanted: list[str],
+    chunk_rows: int,
+    bad: list[tuple[int, int, str]],
+) -> Iterator[pd.DataFrame]:
+    """`_read`'s rows `chunk_rows` at a time, indexed by row number - 1 (malformed lines go to
+    `bad`, as there)."""
+    present = [c for c in dict.fromkeys(wanted) if c in columns]
+    start = 0
+    for table in _tables(path, spec, columns, present, chunk_rows, bad):
+        frame = table.rename_columns(present).to_pandas()
+        if path.suffix == ".parquet":
+            frame = _text_columns(frame)
+        frame.index = pd.RangeIndex(start, start + len(frame))
+        start += len(frame)
+        yield frame
+
+
+def _tables(
+    path: Path,
+    spec: DatasetSpec,
+    columns: list[str],
+    present: list[str],
+    chunk_rows: int,
+    bad: list[tuple[int, int, str]],
+) -> Iterator[pa.Table]:
+    if path.suffix == ".parquet":
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=present):
+            yield pa.Table.from_batches([batch])
+        return
+    pending: list[pa.RecordBatch] = []
+    rows, header = 0, True
+    with _readable(path, spec):
+        reader = pacsv.open_csv(path, **_arrow_options(spec, columns, present, bad))
+        for batch in reader:
+            if header:  # the header line is the first row Arrow reads (see _arrow_options)
+                batch, header = batch.slice(1), False
+            pending.append(batch)
+            rows += len(batch)
+            while rows >= chunk_rows:
+                table = pa.Table.from_batches(pending)
+                yield table.slice(0, chunk_rows)
+                pending, rows = table.slice(chunk_rows).to_batches(), rows - chunk_rows
+    if rows:
+        yield pa.Table.from_batches(pending, schema=reader.schema)
+
+
+def _columns(path: Path, spec: DatasetSpec) -> list[str]:
+    """The file's column names, as pandas names them (duplicates as "x.1", blanks as
+    "Unnamed: 3")."""
+    if path.suffix == ".parquet":
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    with _readable(path, spec):
+        header = pd.read_csv(
+            path, sep=spec.read.delimiter, encoding=spec.read.encoding, nrows=0, dtype=str
+        ).columns
+    return [str(c).strip() for c in header]
+
+
+def _arrow_options(
+    spec: DatasetSpec, columns: list[str], present: list[str], bad: list[tuple[int, int, str]]
+) -> dict[str, object]:
+    """Arrow reads the rows, converting only the columns the spec uses, and with the header
+    row itself as row 0 so the names can't clash."""
 
     def keep_bad_line(row: object) -> str:
         bad.append((row.expected_columns, row.actual_columns, row.text))  # type: ignore[attr-defined]
         return "skip"
 
+    return {
+        "read_options": pacsv.ReadOptions(
+            encoding=spec.read.encoding, autogenerate_column_names=True
+        ),
+        "parse_options": pacsv.ParseOptions(
+            delimiter=spec.read.delimiter, invalid_row_handler=keep_bad_line
+        ),
+        "convert_options": pacsv.ConvertOptions(
+            # pandas keeps text as large_string: read so, to_pandas need not copy every cell.
+            default_column_type=pa.large_string(),
+            include_columns=[f"f{columns.index(c)}" for c in present],
+        ),
+    }
+
+
+@contextmanager
+def _readable(path: Path, spec: DatasetSpec) -> Iterator[None]:
     try:
-        # pandas reads the header (so the columns are named as pandas names them: duplicates
-        # as "x.1", blanks as "Unnamed: 3"); Arrow reads the rows, converting only the columns
-        # the spec uses, and with the header row itself as row 0 so the names can't clash.
-        header = pd.read_csv(
-            path, sep=spec.read.delimiter, encoding=spec.read.encoding, nrows=0, dtype=str
-        ).columns
-        columns = [str(c).strip() for c in header]
-        present = [c for c in dict.fromkeys(wanted) if c in columns]
-        if len(present) < len(set(wanted)):  # refused for its columns: its rows are not needed
-            return pd.DataFrame(columns=present), columns, _empty_errors()
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(
-                encoding=spec.read.encoding, autogenerate_column_names=True
-            ),
-            parse_options=pacsv.ParseOptions(
-                delimiter=spec.read.delimiter, invalid_row_handler=keep_bad_line
-            ),
-            convert_options=pacsv.ConvertOptions(
-                # pandas keeps text as large_string: read so, to_pandas need not copy every cell.
-                default_column_type=pa.large_string(),
-                include_columns=[f"f{columns.index(c)}" for c in present],
-            ),
-        )
+        yield
     except (UnicodeDecodeError, ValueError, OSError) as exc:
         raise LoadError(
             f"{path}: cannot be read as {spec.read.encoding} text separated by "
             f"{spec.read.delimiter!r}: {exc}"
         ) from exc
-    frame = table.slice(1).rename_columns(present).to_pandas()
-    return frame, columns, _bad_line_errors(path, bad)
+
+
+def _text_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.astype({c: "str" for c in frame.columns if frame[c].dtype == object})
 
 
 def _bad_line_errors(path: Path, bad: list[tuple[int, int, str]]) -> pd.DataFrame:
@@ -273,10 +468,11 @@ def _row_errors(
     labelled: bool,
     parsed: dict[str, Parsed],
     stamps: pd.Series | None,
+    seen_ids: dict[str, int] | None,
 ) -> list[pd.DataFrame]:
     found = [_field_errors(raw, spec, name, parsed[name]) for name in spec.fields]
     if spec.id:
-        found.append(_id_errors(raw[spec.id], spec.id))
+        found.append(_id_errors(raw[spec.id], spec.id, seen_ids))
     if spec.timestamp:
         unreadable = (raw[spec.timestamp].str.strip() == "") | stamps.isna()
         found.append(
@@ -308,15 +504,24 @@ def _range_text(low: float | None, high: float | None) -> str:
     return f" in [{'' if low is None else f'{low:g}'}, {'' if high is None else f'{high:g}'}]"
 
 
-def _id_errors(ids: pd.Series, column: str) -> pd.DataFrame:
+def _id_errors(ids: pd.Series, column: str, seen: dict[str, int] | None) -> pd.DataFrame:
+    """Missing and repeated ids. `seen` (first row of each id in earlier chunks, updated here)
+    carries the check across a stream's chunks; None for a whole file."""
     stripped = ids.str.strip()
     empty = (stripped == "").to_numpy()
-    duplicate = (stripped.duplicated(keep="first")).to_numpy() & ~empty
+    repeat = stripped.duplicated(keep="first").to_numpy() & ~empty
+    earlier = _seen_before(stripped, empty, seen) if seen else None
+    duplicate = repeat if earlier is None else repeat | (earlier > 0)
     if not duplicate.any():  # the usual case: no need to find where each id was first seen
+        _remember(stripped, empty | duplicate, seen)
         return _errors(ids, empty, column, "missing id", "missing lead id")
-    row_numbers = pd.Series(np.arange(1, len(ids) + 1), index=ids.index)
-    first_row = row_numbers.groupby(stripped.to_numpy()).transform("min").astype(str)
-    problem = ("duplicate lead id (first seen at row " + first_row + ")").to_numpy()
+    row_numbers = pd.Series(ids.index + 1, index=ids.index)
+    first_row = row_numbers.groupby(stripped.to_numpy()).transform("min").to_numpy()
+    if earlier is not None:
+        first_row = np.where(earlier > 0, earlier, first_row)
+    _remember(stripped, empty | duplicate, seen)
+    problem = pd.Series(first_row.astype(str), index=ids.index)
+    problem = ("duplicate lead id (first seen at row " + problem + ")").to_numpy()
     return pd.concat(
         [
             _errors(ids, empty, column, "missing id", "missing lead id"),
@@ -324,6 +529,22 @@ def _id_errors(ids: pd.Series, column: str) -> pd.DataFrame:
         ],
         ignore_index=True,
     )
+
+
+def _seen_before(stripped: pd.Series, skip: np.ndarray, seen: dict[str, int]) -> np.ndarray:
+    """Per row, the row an earlier chunk first had its id at (0: not seen)."""
+    return np.fromiter(
+        (0 if s else seen.get(i, 0) for i, s in zip(stripped.tolist(), skip, strict=True)),
+        dtype=np.int64,
+        count=len(stripped),
+    )
+
+
+def _remember(stripped: pd.Series, skip: np.ndarray, seen: dict[str, int] | None) -> None:
+    if seen is None:
+        return
+    rows = stripped.index[~skip] + 1
+    seen.update(zip(stripped[~skip].tolist(), rows.tolist(), strict=True))
 
 
 def _label_errors(values: pd.Series, label: LabelSpec) -> pd.DataFrame:
@@ -367,8 +588,8 @@ def _with_lead_ids(errors: pd.DataFrame, raw: pd.DataFrame, spec: DatasetSpec) -
     errors = errors.copy()
     if spec.id and len(errors):
         rows = errors["row"]
-        ids = raw[spec.id].to_numpy()
-        errors["lead_id"] = [ids[int(r) - 1] if pd.notna(r) else None for r in rows]
+        ids, first = raw[spec.id].to_numpy(), _first_index(raw)
+        errors["lead_id"] = [ids[int(r) - 1 - first] if pd.notna(r) else None for r in rows]
     else:
         errors["lead_id"] = errors["row"]
     return errors
@@ -391,13 +612,23 @@ def _kept_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
 
 
 # -- outcome of the check ------------------------------------------------------------------------
-def _warnings(raw: pd.DataFrame, spec: DatasetSpec, labelled: bool) -> list[str]:
-    warnings = []
-    for name in spec.fields:
-        if _all_in(raw[name], spec.missing_markers(name)):
-            warnings.append(f"column {name!r} is empty in every row: it carries no signal")
+def _blank_columns(raw: pd.DataFrame, spec: DatasetSpec, labelled: bool) -> set[str]:
+    """The fields missing, and the label columns undecided, in every row of `raw`."""
+    blank = {name for name in spec.fields if _all_in(raw[name], spec.missing_markers(name))}
     for label in (spec.labels.accepted, spec.labels.sql) if labelled else ():
         if label is not None and _all_in(raw[label.column], label.undecided):
+            blank.add(label.column)
+    return blank
+
+
+def _warnings(blank: set[str], spec: DatasetSpec) -> list[str]:
+    warnings = [
+        f"column {name!r} is empty in every row: it carries no signal"
+        for name in spec.fields
+        if name in blank
+    ]
+    for label in (spec.labels.accepted, spec.labels.sql):
+        if label is not None and label.column in blank:
             warnings.append(f"label column {label.column!r} has no decided outcome in any row")
     return warnings
 
@@ -413,7 +644,10 @@ def _refusal(path: Path, report: LoadReport, spec: DatasetSpec) -> str:
     sample = report.errors.head(_SAMPLE_ERRORS)
     lines = [_describe(path, e) for e in sample.itertuples()]
     by_column = report.errors.groupby("column", dropna=False).size().sort_values(ascending=False)
-    counts = ", ".join(f"{c}: {n}" for c, n in by_column.head(8).items())
+    counts = ", ".join(
+        f"{c if isinstance(c, str) else 'malformed lines'}: {n}"
+        for c, n in by_column.head(8).items()
+    )
     return (
         f"{path}: refused: {report.rows_rejected} of {report.rows_read} rows "
         f"({share:.0%}) fail validation, more than max_bad_row_fraction "

@@ -6,7 +6,8 @@ route and rule breakdown from a file as over HTTP.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +18,13 @@ import pyarrow.csv as pacsv
 
 from models.registry import LoadedModel
 from models.scoring import score_clean
-from pipeline.load import LoadReport, load_leads
+from pipeline.load import LeadChunk, LeadStream, LoadReport
 
-# Leads scored per call of score_clean. Two chunks are in flight at once: while LightGBM (which
-# releases the GIL) walks the trees for one, the other's encoding, rules and table are built, and
-# the chunk before is written; every lead's result is independent of the chunk it is in.
+# Leads validated and scored at a time. The file streams through in chunks: while LightGBM
+# (which releases the GIL) walks the trees for the chunks in flight, the next chunk is
+# validated, so both cores stay busy; memory holds a few chunks, whatever the file's size.
 CHUNK_ROWS = 100_000
+_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -42,35 +44,58 @@ def score_file(
     rejects: Path | None = None,
 ) -> ScoreReport:
     """Validate `path` against the model's own spec (labels not needed), score every valid
-    lead and write one CSV row per lead to `output`."""
-    spec = loaded.model.spec
-    leads = load_leads(path, spec, rejects_path=rejects, labelled=False)
-    lead_ids = leads.frame[spec.id].to_numpy() if spec.id else None
+    lead and write one CSV row per lead to `output`.
 
-    def score_chunk(rows: slice) -> pd.DataFrame:
-        ids = lead_ids[rows] if lead_ids is not None else None
-        scored = score_clean(loaded, leads.clean.iloc[rows], ids, sla_hours, with_reasons)
+    The rows are written to a file beside `output` that takes its name only once the whole file
+    has passed validation: a refused file (too many bad rows) leaves no partial output behind.
+    """
+    stream = LeadStream(path, loaded.model.spec, rejects, labelled=False, chunk_rows=CHUNK_ROWS)
+
+    def score_chunk(chunk: LeadChunk) -> pd.DataFrame:
+        spec = loaded.model.spec
+        ids = chunk.frame[spec.id].to_numpy() if spec.id else None
+        scored = score_clean(loaded, chunk.clean, ids, sla_hours, with_reasons)
         table = scored.table
         if scored.reasons is not None:
             table["reasons"] = ["; ".join(r.text for r in reasons) for reasons in scored.reasons]
         return table
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    chunks = [  # an empty file still gets one (empty) chunk, so the output has its header
-        slice(start, start + CHUNK_ROWS) for start in range(0, max(len(leads.clean), 1), CHUNK_ROWS)
-    ]
-    rows_scored = routed_to_sales = 0
-    with pa.OSFile(str(output), "wb") as sink, ThreadPoolExecutor(max_workers=2) as pool:
-        for i, table in enumerate(pool.map(score_chunk, chunks)):
-            # Arrow's CSV writer is several times faster than pandas' on millions of rows, and
-            # formats each value on its own, so chunks write exactly what one table would.
-            options = pacsv.WriteOptions(include_header=i == 0)
-            pacsv.write_csv(pa.Table.from_pandas(table, preserve_index=False), sink, options)
-            rows_scored += len(table)
-            routed_to_sales += int(np.count_nonzero(table["route"].to_numpy() == "sales"))
+    partial = output.with_name(f".{output.name}.partial")
+    written = _Written()
+    try:
+        with pa.OSFile(str(partial), "wb") as sink, ThreadPoolExecutor(_IN_FLIGHT) as pool:
+            in_flight: deque[Future[pd.DataFrame]] = deque()
+            for chunk in stream:
+                in_flight.append(pool.submit(score_chunk, chunk))
+                while in_flight and (len(in_flight) > _IN_FLIGHT or in_flight[0].done()):
+                    written.add(in_flight.popleft().result(), sink)
+            while in_flight:
+                written.add(in_flight.popleft().result(), sink)
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
+    assert stream.report is not None  # set by a stream iterated to its end
     return ScoreReport(
         output=output,
-        rows_scored=rows_scored,
-        load=leads.report,
-        routed_to_sales=routed_to_sales,
+        rows_scored=written.rows,
+        load=stream.report,
+        routed_to_sales=written.to_sales,
     )
+
+
+class _Written:
+    """Scored chunks written in file order, and what they added up to."""
+
+    def __init__(self) -> None:
+        self.rows = self.to_sales = 0
+        self.header = True
+
+    def add(self, table: pd.DataFrame, sink: pa.NativeFile) -> None:
+        # Arrow's CSV writer is several times faster than pandas' on millions of rows, and
+        # formats each value on its own, so chunks write exactly what one table would.
+        options = pacsv.WriteOptions(include_header=self.header)
+        pacsv.write_csv(pa.Table.from_pandas(table, preserve_index=False), sink, options)
+        self.header = False
+        self.rows += len(table)
+        self.to_sales += int(np.count_nonzero(table["route"].to_numpy() == "sales"))

@@ -107,3 +107,35 @@ def test_batch_file_equals_the_api_paths(trained, builtin_csv, tmp_path, monkeyp
         assert row["p_sql"] == pytest.approx(fast.p_sql, abs=5e-7)
         assert row["rule_score"] == pytest.approx(fast.rule_total, abs=5e-3)
         assert row["rule_pass"] == fast.rule_pass
+
+
+def test_refused_batch_file_leaves_the_output_as_it_was(
+    trained, builtin_csv, tmp_path, monkeypatch
+) -> None:
+    """Scored chunks go to a side file that replaces the output only once the whole file has
+    passed: a file refused after its first chunks were scored writes nothing."""
+    import pipeline.score as batch
+    from models.registry import load_by_alias
+    from pipeline.load import LoadError
+
+    summary, settings, _ = trained
+    loaded = load_by_alias(settings.tracking_uri, summary.model_name, "champion", 0.5)
+    raw = pd.read_csv(builtin_csv, dtype=str, keep_default_na=False)
+    raw.loc[len(raw) // 2 :, "web_visits"] = "lots"  # the second half: too many bad rows
+    bad = tmp_path / "half-bad.csv"
+    raw.to_csv(bad, index=False)
+    output = tmp_path / "scored.csv"
+    output.write_text("yesterday's scores\n")
+    scored_chunks, score_clean = [], batch.score_clean
+
+    def counting(*args, **kwargs):
+        scored_chunks.append(len(args[1]))
+        return score_clean(*args, **kwargs)
+
+    monkeypatch.setattr(batch, "CHUNK_ROWS", 2_500)
+    monkeypatch.setattr(batch, "score_clean", counting)
+    with pytest.raises(LoadError, match="refused"):
+        batch.score_file(bad, loaded, output)
+    assert len(scored_chunks) >= 2 and sum(scored_chunks[:2]) > 4_900  # the good half scored...
+    assert output.read_text() == "yesterday's scores\n"  # ...and never took the output's place
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half-bad.csv", "scored.csv"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from pipeline.load import LoadError, describe_errors, label_values, load_leads
+from pipeline.load import LeadStream, LoadError, describe_errors, label_values, load_leads
 from tests.conftest import TINY_HEADER
 
 GOOD_ROWS = [
@@ -161,3 +161,83 @@ def test_kept_rows_keep_their_row_numbers_and_the_header_names(write_file, tiny_
     assert leads.report.ignored_columns == ["notes", "notes.1"]  # as pandas names a repeat
     everything = pd.read_csv(path, dtype=str, keep_default_na=False)
     pd.testing.assert_frame_equal(leads.frame, everything.loc[kept, leads.frame.columns])
+
+
+# -- the stream (batch scoring reads files this way) ---------------------------------------------
+MIXED_ROWS = [
+    *GOOD_ROWS,
+    "L5,2025-01-06 10:00:00,retail,-3,true,d@x.com,accepted",  # bad number
+    "L2,2025-01-07 10:00:00,retail,9,true,z@x.com,accepted",  # repeats row 2's id
+    "L7,2025-01-08 10:00:00,retail,3,true,d@x.com,accepted,EXTRA",  # malformed line
+    ",2025-01-09 10:00:00,media,5,no,,rejected",  # no id
+    "L9,soon,media,5,maybe,,pending",  # bad time and bad yes/no
+    "L10,2025-01-10 10:00:00,media,7,no,f@x.com,won",  # unknown label
+    "L2,2025-01-11 10:00:00,media,7,no,g@x.com,accepted",  # row 2's id again
+    "L11,2025-01-12 10:00:00,energy,70,yes,h@x.com,accepted",
+    "L11,2025-01-13 10:00:00,energy,70,yes,h@x.com,accepted",  # repeats the row before
+    *(f"L{20 + i},2025-02-0{i + 1} 10:00:00,retail,{i},no,a@x.com,rejected" for i in range(9)),
+]
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 5, 1000])
+def test_stream_checks_like_the_whole_file(write_file, tiny_spec, tmp_path, chunk_rows, labelled):
+    """Chunk by chunk, the stream keeps, rejects, reports and warns exactly as load_leads,
+    including ids repeated across chunks and the file-wide warnings."""
+    rows = [",".join([*r.split(",")[:5], "", *r.split(",")[6:]]) for r in MIXED_ROWS]
+    path = write_file("mixed.csv", _csv(rows))
+    whole = load_leads(path, tiny_spec, tmp_path / "whole.csv", labelled=labelled)
+    stream = LeadStream(path, tiny_spec, tmp_path / "stream.csv", labelled, chunk_rows=chunk_rows)
+    chunks = list(stream)
+    assert len(chunks) == -(-(len(rows) - 1) // chunk_rows)  # every row but the malformed line
+    pd.testing.assert_frame_equal(pd.concat([c.frame for c in chunks]), whole.frame)
+    pd.testing.assert_frame_equal(pd.concat([c.clean for c in chunks]), whole.clean)
+    report = stream.report
+    assert (report.rows_read, report.rows_rejected) == (len(rows), whole.report.rows_rejected)
+    assert (
+        report.warnings
+        == whole.report.warnings
+        == ["column 'email' is empty in every row: it carries no signal"]
+    )
+    assert report.sha256 == whole.report.sha256
+    assert describe_errors(report, 100) == describe_errors(whole.report, 100)
+    rejects = (tmp_path / "stream.csv").read_text()
+    assert rejects == (tmp_path / "whole.csv").read_text()
+    described = describe_errors(report, 100)
+    # Ids repeated in later chunks; rows after the malformed line 8 are one line further on.
+    assert (
+        "mixed.csv, row 10 (line 12), column 'lead_id': 'L2': duplicate lead id (first seen "
+        "at row 2)"
+    ) in described
+    assert "mixed.csv, line 8: expected 7 fields, found 8" in described
+    assert described[-1] == (
+        "mixed.csv, row 12 (line 14), column 'lead_id': 'L11': duplicate lead id (first seen at "
+        "row 11)"
+    )
+
+
+def test_stream_reads_parquet_in_chunks(tmp_path, write_file, tiny_spec) -> None:
+    path = tmp_path / "leads.parquet"
+    text = pd.read_csv(write_file("ok.csv", _csv(GOOD_ROWS)), dtype=str, keep_default_na=False)
+    text.to_parquet(path)
+    stream = LeadStream(path, tiny_spec, chunk_rows=3)
+    chunks = list(stream)
+    whole = load_leads(path, tiny_spec)
+    assert [len(c.frame) for c in chunks] == [3, 1]
+    pd.testing.assert_frame_equal(pd.concat([c.clean for c in chunks]), whole.clean)
+    assert stream.report.rows_read == 4 and stream.report.rows_rejected == 0
+
+
+def test_stream_refuses_a_mostly_bad_file_after_its_last_chunk(write_file, tiny_spec) -> None:
+    rows = [f"L{10 + i},2025-01-02,retail,lots,true,a@b.com,accepted" for i in range(5)]
+    stream = LeadStream(write_file("junk.csv", _csv(GOOD_ROWS[:1] + rows)), tiny_spec, chunk_rows=2)
+    handed = []
+    with pytest.raises(LoadError, match=r"refused: 5 of 6 rows \(83%\)"):
+        for chunk in stream:
+            handed.append(len(chunk.frame))
+    assert handed == [1, 0, 0] and stream.report is None
+
+
+def test_stream_of_a_file_with_no_rows(write_file, tiny_spec) -> None:
+    with pytest.raises(LoadError, match="has a header but no rows"):
+        list(LeadStream(write_file("empty.csv", TINY_HEADER + "\n"), tiny_spec))

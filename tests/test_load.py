@@ -181,7 +181,9 @@ MIXED_ROWS = [
 
 @pytest.mark.parametrize("labelled", [True, False])
 @pytest.mark.parametrize("chunk_rows", [1, 2, 3, 5, 1000])
-def test_stream_checks_like_the_whole_file(write_file, tiny_spec, tmp_path, chunk_rows, labelled):
+def test_stream_checks_like_the_whole_file(
+    write_file, tiny_spec, tmp_path, chunk_rows: int, labelled: bool
+) -> None:
     """Chunk by chunk, the stream keeps, rejects, reports and warns exactly as load_leads,
     including ids repeated across chunks and the file-wide warnings."""
     rows = [",".join([*r.split(",")[:5], "", *r.split(",")[6:]]) for r in MIXED_ROWS]

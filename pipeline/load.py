@@ -85,16 +85,10 @@ def load_leads(
     `labelled=False` reads leads to score: the label columns are then not required (if present
     they are not validated either).
     """
-    path = _existing(path)
-    # hashlib lets go of the GIL, so the file is hashed on the other core while it is parsed.
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        sha256 = pool.submit(_sha256, path)
-        required = spec.required_columns if labelled else spec.lead_columns
-        raw, columns, bad_lines = _read(path, spec, required)
-        _check_columns(path, columns, spec, required)
-        checked = _check_rows(raw, spec, labelled, required, seen_ids=None)
-        report = _conclude(path, spec, rejects_path, columns, [checked], bad_lines, sha256)
-    return Leads(frame=checked.frame, clean=checked.clean, report=report)
+    stream = LeadStream(path, spec, rejects_path, labelled, chunk_rows=None)
+    (whole,) = stream  # a file with rows is one chunk; one without is refused
+    assert stream.report is not None  # set by a stream iterated to its end
+    return Leads(frame=whole.frame, clean=whole.clean, report=stream.report)
 
 
 @dataclass
@@ -106,14 +100,15 @@ class LeadChunk:
 
 
 class LeadStream:
-    """A leads file validated and handed over `chunk_rows` rows at a time, so work on one chunk
-    (batch scoring) can run while the next is validated, and memory does not grow with the file.
+    """A leads file validated and handed over `chunk_rows` rows at a time (all at once for
+    None), so work on one chunk (batch scoring) can run while the next is validated, and memory
+    does not grow with the file.
 
-    The checks are load_leads's, file-wide where they must be: a lead id repeated in a later
-    chunk is rejected there like any duplicate, and the refusal threshold, the "empty in every
-    row" warnings and the rejects file are settled after the last chunk. Iterating to the end
-    sets `report` or raises LoadError (a refused file): callers must not treat what they made of
-    the chunks as final before then.
+    The checks are file-wide where they must be: a lead id repeated in a later chunk is
+    rejected there like any duplicate, and the refusal threshold, the "empty in every row"
+    warnings and the rejects file are settled after the last chunk. Iterating to the end sets
+    `report` or raises LoadError (a refused file): callers must not treat what they made of the
+    chunks as final before then.
     """
 
     def __init__(
@@ -122,54 +117,45 @@ class LeadStream:
         spec: DatasetSpec,
         rejects_path: Path | None = None,
         labelled: bool = True,
-        chunk_rows: int = 100_000,
+        chunk_rows: int | None = 100_000,
     ) -> None:
         self.path, self.spec, self.rejects_path = Path(path), spec, rejects_path
         self.labelled, self.chunk_rows = labelled, chunk_rows
         self.report: LoadReport | None = None
 
     def __iter__(self) -> Iterator[LeadChunk]:
-        path, spec = _existing(self.path), self.spec
+        path, spec = self.path, self.spec
+        if not path.is_file():
+            raise LoadError(f"{path}: no such file")
+        # hashlib lets go of the GIL, so the file is hashed on the other core while it is parsed.
         with ThreadPoolExecutor(max_workers=1) as pool:
             sha256 = pool.submit(_sha256, path)
             required = spec.required_columns if self.labelled else spec.lead_columns
             columns = _columns(path, spec)
             _check_columns(path, columns, spec, required)
             bad: list[tuple[int, int, str]] = []
-            seen_ids: dict[str, int] = {}
+            # Ids of earlier chunks, to reject their repeats; one chunk needs no memory of them.
+            seen_ids = {} if self.chunk_rows else None
             checks: list[_Checked] = []
             for raw in _chunks(path, spec, columns, required, self.chunk_rows, bad):
-                checked = _check_rows(raw, spec, self.labelled, required, seen_ids)
-                checks.append(checked.summary())
-                yield LeadChunk(frame=checked.frame, clean=checked.clean)
+                frame, clean, checked = _check_rows(raw, spec, self.labelled, required, seen_ids)
+                checks.append(checked)
+                yield LeadChunk(frame=frame, clean=clean)
             bad_lines = _bad_line_errors(path, bad)
             self.report = _conclude(
                 path, spec, self.rejects_path, columns, checks, bad_lines, sha256
             )
 
 
-def _existing(path: str | Path) -> Path:
-    path = Path(path)
-    if not path.is_file():
-        raise LoadError(f"{path}: no such file")
-    return path
-
-
-@dataclass
+@dataclass(frozen=True)
 class _Checked:
-    """One run of rows checked: the kept rows, the problems found, and which columns were
-    blank in every row (for the file-wide warning)."""
+    """What checking one run of rows found: the problems, and which columns were blank in
+    every row (for the file-wide warning)."""
 
     rows: int
     errors: pd.DataFrame
     rejected: int
     blank: set[str]
-    frame: pd.DataFrame = field(default_factory=pd.DataFrame)
-    clean: pd.DataFrame = field(default_factory=pd.DataFrame)
-
-    def summary(self) -> _Checked:
-        """The same without the rows themselves (kept by a stream once they are handed on)."""
-        return _Checked(self.rows, self.errors, self.rejected, self.blank)
 
 
 def _check_rows(
@@ -178,8 +164,9 @@ def _check_rows(
     labelled: bool,
     required: list[str],
     seen_ids: dict[str, int] | None,
-) -> _Checked:
-    """Validate rows whose index is their row number - 1 (a chunk's starts where it does)."""
+) -> tuple[pd.DataFrame, pd.DataFrame, _Checked]:
+    """Validate rows whose index is their row number - 1 (a chunk's starts where it does):
+    the kept rows' raw text and clean view, and what was found."""
     parsed = {
         name: parse_field(raw[name], f, spec.missing_markers(name))
         for name, f in spec.fields.items()
@@ -197,14 +184,8 @@ def _check_rows(
         keep = np.ones(len(raw), dtype=bool)
         keep[rejected_rows - 1 - _first_index(raw)] = False
         frame, clean = _kept_rows(frame, keep), clean[keep]
-    return _Checked(
-        rows=len(raw),
-        errors=errors,
-        rejected=len(rejected_rows),
-        blank=_blank_columns(raw, spec, labelled),
-        frame=frame,
-        clean=clean,
-    )
+    blank = _blank_columns(raw, spec, labelled)
+    return frame, clean, _Checked(len(raw), errors, len(rejected_rows), blank)
 
 
 def _first_index(frame: pd.DataFrame) -> int:
@@ -281,73 +262,58 @@ def label_values(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.Series, pd.
 
 
 # -- reading -------------------------------------------------------------------------------------
-def _read(
-    path: Path, spec: DatasetSpec, wanted: list[str]
-) -> tuple[pd.DataFrame, list[str], pd.DataFrame]:
-    """The rows as text (of a CSV, only the `wanted` columns it has), the names of all the file's
-    columns, and the lines that do not split into as many fields as the header."""
-    if path.suffix == ".parquet":
-        frame = _text_columns(pd.read_parquet(path))
-        return frame.reset_index(drop=True), list(frame.columns), _empty_errors()
-    columns = _columns(path, spec)
-    present = [c for c in dict.fromkeys(wanted) if c in columns]
-    if len(present) < len(set(wanted)):  # refused for its columns: its rows are not needed
-        return pd.DataFrame(columns=present), columns, _empty_errors()
-    bad: list[tuple[int, int, str]] = []
-    with _readable(path, spec):
-        table = pacsv.read_csv(path, **_arrow_options(spec, columns, present, bad))
-    frame = table.slice(1).rename_columns(present).to_pandas()
-    return frame, columns, _bad_line_errors(path, bad)
-
-
 def _chunks(
     path: Path,
     spec: DatasetSpec,
     columns: list[str],
     wanted: list[str],
-    chunk_rows: int,
+    chunk_rows: int | None,
     bad: list[tuple[int, int, str]],
 ) -> Iterator[pd.DataFrame]:
-    """`_read`'s rows `chunk_rows` at a time, indexed by row number - 1 (malformed lines go to
-    `bad`, as there)."""
+    """The rows as text (only the `wanted` columns), `chunk_rows` at a time, indexed by row
+    number - 1; the lines that do not split into as many fields as the header go to `bad`."""
     present = [c for c in dict.fromkeys(wanted) if c in columns]
     start = 0
-    for table in _tables(path, spec, columns, present, chunk_rows, bad):
+    for table in _rechunked(_batches(path, spec, columns, present, bad), chunk_rows):
         frame = table.rename_columns(present).to_pandas()
         if path.suffix == ".parquet":
-            frame = _text_columns(frame)
+            frame = frame.astype({c: "str" for c in frame.columns if frame[c].dtype == object})
         frame.index = pd.RangeIndex(start, start + len(frame))
         start += len(frame)
         yield frame
 
 
-def _tables(
+def _batches(
     path: Path,
     spec: DatasetSpec,
     columns: list[str],
     present: list[str],
-    chunk_rows: int,
     bad: list[tuple[int, int, str]],
-) -> Iterator[pa.Table]:
+) -> Iterator[pa.RecordBatch]:
     if path.suffix == ".parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=present):
-            yield pa.Table.from_batches([batch])
+        yield from pq.ParquetFile(path).iter_batches(columns=present)
         return
-    pending: list[pa.RecordBatch] = []
-    rows, header = 0, True
+    header = True
     with _readable(path, spec):
-        reader = pacsv.open_csv(path, **_arrow_options(spec, columns, present, bad))
-        for batch in reader:
-            if header:  # the header line is the first row Arrow reads (see _arrow_options)
-                batch, header = batch.slice(1), False
-            pending.append(batch)
-            rows += len(batch)
-            while rows >= chunk_rows:
-                table = pa.Table.from_batches(pending)
-                yield table.slice(0, chunk_rows)
-                pending, rows = table.slice(chunk_rows).to_batches(), rows - chunk_rows
-    if rows:
-        yield pa.Table.from_batches(pending, schema=reader.schema)
+        for batch in pacsv.open_csv(path, **_arrow_options(spec, columns, present, bad)):
+            # The header line is the first row Arrow reads (see _arrow_options).
+            yield batch.slice(1) if header else batch
+            header = False
+
+
+def _rechunked(batches: Iterator[pa.RecordBatch], rows: int | None) -> Iterator[pa.Table]:
+    """The batches as tables of exactly `rows` rows (the last one fewer; one table for None)."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += len(batch)
+        while rows and count >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            pending, count = table.slice(rows).to_batches(), count - rows
+    if count:
+        yield pa.Table.from_batches(pending)
 
 
 def _columns(path: Path, spec: DatasetSpec) -> list[str]:
@@ -396,10 +362,6 @@ def _readable(path: Path, spec: DatasetSpec) -> Iterator[None]:
             f"{path}: cannot be read as {spec.read.encoding} text separated by "
             f"{spec.read.delimiter!r}: {exc}"
         ) from exc
-
-
-def _text_columns(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.astype({c: "str" for c in frame.columns if frame[c].dtype == object})
 
 
 def _bad_line_errors(path: Path, bad: list[tuple[int, int, str]]) -> pd.DataFrame:

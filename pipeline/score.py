@@ -49,10 +49,10 @@ def score_file(
     The rows are written to a file beside `output` that takes its name only once the whole file
     has passed validation: a refused file (too many bad rows) leaves no partial output behind.
     """
-    stream = LeadStream(path, loaded.model.spec, rejects, labelled=False, chunk_rows=CHUNK_ROWS)
+    spec = loaded.model.spec
+    stream = LeadStream(path, spec, rejects, labelled=False, chunk_rows=CHUNK_ROWS)
 
     def score_chunk(chunk: LeadChunk) -> pd.DataFrame:
-        spec = loaded.model.spec
         ids = chunk.frame[spec.id].to_numpy() if spec.id else None
         scored = score_clean(loaded, chunk.clean, ids, sla_hours, with_reasons)
         table = scored.table

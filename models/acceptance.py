@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -18,6 +18,9 @@ from models.criteria import Criteria
 from models.encoder import LeadEncoder
 from models.features import normalize
 from models.spec import DatasetSpec
+
+if TYPE_CHECKING:
+    from models.forest import Forest
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ class PlattCalibrator:
         return 1.0 / (1.0 + math.exp(-(self.slope * margin + self.intercept)))
 
 
+# Below this many rows Booster.predict is cheaper than building the forest (~0.3 s a booster).
+FOREST_MIN_ROWS = 20_000
+
+
 @dataclass
 class CalibratedBooster:
     """A LightGBM booster whose raw margins are mapped to calibrated probabilities."""
@@ -43,7 +50,32 @@ class CalibratedBooster:
     calibrator: PlattCalibrator
 
     def predict_proba(self, matrix: np.ndarray) -> np.ndarray:
-        return self.calibrator(self.booster.predict(matrix, raw_score=True))
+        return self.calibrator(self.raw_scores(matrix))
+
+    def raw_scores(self, matrix: np.ndarray) -> np.ndarray:
+        """The booster's margins. From FOREST_MIN_ROWS rows on they come from `models.forest`,
+        several times faster than `Booster.predict` and identical to it bit for bit."""
+        if len(matrix) < FOREST_MIN_ROWS:
+            return self.booster.predict(matrix, raw_score=True)
+        forest = self._forest()
+        if forest is None:
+            return self.booster.predict(matrix, raw_score=True)
+        return forest.raw_scores(matrix)
+
+    def _forest(self) -> Forest | None:
+        # Built on first use and kept on the instance (not pickled: see __getstate__). Two
+        # threads racing here both build it; either result is the same.
+        if "_forest_" not in self.__dict__:
+            from models.forest import Forest, UnsupportedModel
+
+            try:
+                self.__dict__["_forest_"] = Forest.of(self.booster)
+            except UnsupportedModel:
+                self.__dict__["_forest_"] = None
+        return self.__dict__["_forest_"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_forest_"}
 
     def importance(self, feature_names: list[str]) -> pd.Series:
         gain = self.booster.feature_importance(importance_type="gain")

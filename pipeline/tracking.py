@@ -194,6 +194,7 @@ def _log_figures(record: RunRecord) -> None:
 
 
 def _requirements() -> list[str]:
+    import numba
     import pydantic
     import yaml
 
@@ -203,6 +204,7 @@ def _requirements() -> list[str]:
         f"pandas=={pd.__version__}",
         f"numpy=={np.__version__}",
         f"mlflow=={mlflow.__version__}",
+        f"numba=={numba.__version__}",
         f"pydantic=={pydantic.__version__}",
         f"pyyaml=={yaml.__version__}",
     ]

@@ -53,25 +53,28 @@ class CalibratedBooster:
         return self.calibrator(self.raw_scores(matrix))
 
     def raw_scores(self, matrix: np.ndarray) -> np.ndarray:
-        """The booster's margins. From FOREST_MIN_ROWS rows on they come from `models.forest`,
-        several times faster than `Booster.predict` and identical to it bit for bit."""
-        if len(matrix) < FOREST_MIN_ROWS:
-            return self.booster.predict(matrix, raw_score=True)
-        forest = self._forest()
+        """The booster's margins. They come from `models.forest` (several times faster than
+        `Booster.predict`, identical bit for bit) once it is built: on the first batch of
+        FOREST_MIN_ROWS rows, or by `forest()`."""
+        built = "_forest_" in self.__dict__
+        forest = self.forest() if built or len(matrix) >= FOREST_MIN_ROWS else None
         if forest is None:
             return self.booster.predict(matrix, raw_score=True)
         return forest.raw_scores(matrix)
 
-    def _forest(self) -> Forest | None:
-        # Built on first use and kept on the instance (not pickled: see __getstate__). Two
-        # threads racing here both build it; either result is the same.
+    def forest(self) -> Forest | None:
+        """The booster as a `models.forest.Forest` (None for a model it does not cover), built
+        on first use and kept on this instance, not pickled. Two threads racing here both
+        build it; either result is the same."""
         if "_forest_" not in self.__dict__:
             from models.forest import Forest, UnsupportedModel
 
             try:
-                self.__dict__["_forest_"] = Forest.of(self.booster)
+                forest = Forest.of(self.booster)
+                forest.raw_scores(np.zeros((1, forest.features), dtype=np.float32))  # compiled
             except UnsupportedModel:
-                self.__dict__["_forest_"] = None
+                forest = None
+            self.__dict__["_forest_"] = forest
         return self.__dict__["_forest_"]
 
     def __getstate__(self) -> dict[str, Any]:
@@ -118,6 +121,11 @@ class AcceptanceModel:
         if self.sql is not None:
             scores["p_sql"] = self.sql.predict_proba(matrix)
         return scores
+
+    def prepare_batches(self) -> bool:
+        """Build the boosters' batch forests now, so forked workers inherit them: whether every
+        booster has one (see CalibratedBooster.forest)."""
+        return all(s.forest() is not None for s in (self.accept, self.sql) if s is not None)
 
     @property
     def feature_names(self) -> list[str]:

@@ -147,77 +147,87 @@ def _tree(fields: dict[str, str]) -> _Tree:
     )
 
 
-def _goes_left(tree: _Tree, node: int, value: float) -> bool:
-    """LightGBM's decision at `node` for a value as it reads it (within _ZERO of 0 is 0.0); a
-    NaN or negative category goes right, as the int cast does on x86."""
-    kind = tree.decision[node]
+def _goes_left(split: _Splits, values: np.ndarray) -> np.ndarray:
+    """LightGBM's decisions (splits x values) for values as it reads them (within _ZERO of 0
+    is 0.0); a NaN or negative category goes right, as the int cast does on x86."""
+    kind = split.decision[:, None]
     missing = (kind >> 2) & 3
-    if kind & _CATEGORICAL:
-        if math.isnan(value) or value <= -1.0:
-            return False
-        return int(value) in tree.categories[node]
-    if math.isnan(value) and missing != _MISSING_NAN:
-        value = 0.0
-    if (missing == _MISSING_ZERO and -_ZERO <= value <= _ZERO) or (
-        missing == _MISSING_NAN and math.isnan(value)
-    ):
-        return bool(kind & _DEFAULT_LEFT)
-    return value <= tree.threshold[node]
+    nan = np.isnan(values)[None, :]
+    if split.members is not None:  # categorical: the values are the categories, then -1
+        return np.hstack([split.members, np.zeros((len(kind), 1), dtype=bool)])
+    values = np.where(nan & (missing != _MISSING_NAN), 0.0, values[None, :])
+    default = (missing == _MISSING_ZERO) & (np.abs(values) <= _ZERO)
+    default |= (missing == _MISSING_NAN) & nan
+    with np.errstate(invalid="ignore"):
+        below = values <= split.threshold[:, None]
+    return np.where(default, (kind & _DEFAULT_LEFT) > 0, below)
+
+
+@dataclass(frozen=True)
+class _Splits:
+    """Every split node on one feature, across the trees."""
+
+    tree: np.ndarray
+    threshold: np.ndarray
+    decision: np.ndarray
+    ruled_out: np.ndarray  # the leaves of the node's left subtree, as a mask
+    members: np.ndarray | None  # categorical: (splits, categories) left-going
 
 
 # -- bins and masks -------------------------------------------------------------------------------
 def _build(trees: list[_Tree], features: int) -> Forest:
-    categorical = {
-        f for t in trees for f, k in zip(t.feature, t.decision, strict=True) if k & _CATEGORICAL
-    }
-    edges, edge_start, bins, representatives = [], [0], [], []
-    for f in range(features):
-        if f in categorical:
-            count = 1 + max(
-                (
-                    max(c, default=-1)
-                    for t in trees
-                    for g, c in zip(t.feature, t.categories, strict=True)
-                    if g == f
-                ),
-                default=-1,
-            )
-            # categories 0..count-1, then one bin for every other value (they all go right)
-            values = [float(c) for c in range(count)] + [-1.0]
-        else:
-            cuts = sorted(
-                {
-                    th
-                    for t in trees
-                    for g, th, k in zip(t.feature, t.threshold, t.decision, strict=True)
-                    if g == f
-                }
-                | {math.nextafter(-_ZERO, -math.inf), _ZERO}
-            )
-            edges.extend(cuts)
-            # bin j holds (cuts[j-1], cuts[j]]; bin len(cuts) holds what is above; then NaN.
-            # The cuts around zero make the bins inside [-_ZERO, _ZERO] hold only values that
-            # LightGBM reads as 0.0.
-            values = [0.0 if -_ZERO <= c <= _ZERO else c for c in cuts] + [math.inf, math.nan]
-        edge_start.append(len(edges))
-        bins.append(len(values))
-        representatives.append(values)
-    mask_start = np.concatenate([[0], np.cumsum(bins)[:-1]]).astype(np.int64)
-    masks = np.full((sum(bins), len(trees)), np.uint64(2**64 - 1), dtype=np.uint64)
+    by_feature: dict[int, list[tuple[int, float, int, int, frozenset[int]]]] = {}
     leaf_start, leaf_values = [], []
     for t, tree in enumerate(trees):
         order, spans = _leaves_in_order(tree)
         leaf_start.append(len(leaf_values))
         leaf_values.extend(tree.leaf_value[leaf] for leaf in order)
         for node, (low, high) in enumerate(spans):
-            f = tree.feature[node]
-            ruled_out = np.uint64(((1 << (high - low)) - 1) << low)
-            for b, value in enumerate(representatives[f]):
-                if not _goes_left(tree, node, value):
-                    masks[mask_start[f] + b, t] &= ~ruled_out
+            ruled_out = ((1 << (high - low)) - 1) << low
+            by_feature.setdefault(tree.feature[node], []).append(
+                (t, tree.threshold[node], tree.decision[node], ruled_out, tree.categories[node])
+            )
+    edges, edge_start, bins, numeric, splits = [], [0], [], [], []
+    for f in range(features):
+        nodes = by_feature.get(f, [])
+        categorical = any(kind & _CATEGORICAL for _, _, kind, _, _ in nodes)
+        if categorical:
+            count = 1 + max(max(c, default=-1) for *_, c in nodes)
+            members = np.zeros((len(nodes), count), dtype=bool)
+            for i, (*_, categories) in enumerate(nodes):
+                members[i, list(categories)] = True
+            # categories 0..count-1, then one bin for every other value (they all go right)
+            values = np.arange(-1, count, dtype=np.float64)[np.r_[1 : count + 1, 0]]
+        else:
+            members = None
+            cuts = sorted({th for _, th, *_ in nodes} | {math.nextafter(-_ZERO, -math.inf), _ZERO})
+            edges.extend(cuts)
+            # bin j holds (cuts[j-1], cuts[j]]; bin len(cuts) holds what is above; then NaN.
+            # The cuts around zero make the bins inside [-_ZERO, _ZERO] hold only values that
+            # LightGBM reads as 0.0.
+            values = np.array(
+                [0.0 if -_ZERO <= c <= _ZERO else c for c in cuts] + [math.inf, math.nan]
+            )
+        edge_start.append(len(edges))
+        bins.append(len(values))
+        numeric.append(not categorical)
+        columns = list(zip(*nodes, strict=True)) or [[]] * 5
+        split = _Splits(
+            tree=np.asarray(columns[0], dtype=np.int64),
+            threshold=np.asarray(columns[1], dtype=np.float64),
+            decision=np.asarray(columns[2], dtype=np.int64),
+            ruled_out=np.asarray(columns[3], dtype=np.uint64),
+            members=members,
+        )
+        splits.append((split, values))
+    mask_start = np.concatenate([[0], np.cumsum(bins)[:-1]]).astype(np.int64)
+    masks = np.full((sum(bins), len(trees)), np.uint64(2**64 - 1), dtype=np.uint64)
+    for f, (split, values) in enumerate(splits):
+        node, b = np.nonzero(~_goes_left(split, values))
+        np.bitwise_and.at(masks, (mask_start[f] + b, split.tree[node]), ~split.ruled_out[node])
     return Forest(
         features=features,
-        numeric=np.array([f not in categorical for f in range(features)], dtype=np.int8),
+        numeric=np.asarray(numeric, dtype=np.int8),
         edges=np.asarray(edges, dtype=np.float64),
         edge_start=np.asarray(edge_start, dtype=np.int64),
         bins=np.asarray(bins, dtype=np.int64),

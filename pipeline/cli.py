@@ -155,6 +155,9 @@ def score(
     alias: str = typer.Option("champion", help="Registry alias to score with."),
     reasons: bool = typer.Option(False, help="Add the top reasons each way (slower)."),
     rejects: Path = typer.Option(None, help="Where to write rows that fail validation."),
+    workers: int = typer.Option(
+        None, min=0, help="Processes that check and score chunks [default: one per core; 0: none]."
+    ),
 ) -> None:
     """Score a file of leads with the registered champion: the API's fields, one row a lead."""
     from models.decision import DEFAULT_ROUTING_THRESHOLD, DEFAULT_SLA_HOURS
@@ -166,7 +169,7 @@ def score(
     with _user_errors():
         loaded = load_by_alias(settings.tracking_uri, name, alias, DEFAULT_ROUTING_THRESHOLD)
         rejects = rejects or output.with_name(f"{output.stem}.rejects.csv")
-        report = score_file(data, loaded, output, DEFAULT_SLA_HOURS, reasons, rejects)
+        report = score_file(data, loaded, output, DEFAULT_SLA_HOURS, reasons, rejects, workers)
     typer.echo(
         f"scored {report.rows_scored:,} leads with {name} v{loaded.version} -> "
         f"{report.output} ({report.routed_to_sales:,} routed to sales; "

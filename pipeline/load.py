@@ -10,11 +10,15 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -124,27 +128,138 @@ class LeadStream:
         self.report: LoadReport | None = None
 
     def __iter__(self) -> Iterator[LeadChunk]:
+        job = _Job(self.spec, self.labelled, self._required, self.path.suffix, _as_is)
+        yield from self._run(job.run)  # type: ignore[misc]  # _as_is gives the chunks
+
+    def map(self, work: Callable[[LeadChunk], T], processes: int) -> Iterator[T]:
+        """`work(chunk)` for every chunk, in file order. With `processes` > 0 the chunks are
+        checked and worked on in that many forked processes, which inherit `work` (and what it
+        holds, e.g. a loaded model) instead of receiving it: validation is Python and pandas
+        holding the GIL, so threads alone leave all but one core idle. The pool is forked
+        before this stream starts any thread of its own."""
+        job = _Job(self.spec, self.labelled, self._required, self.path.suffix, work)
+        if processes <= 0:
+            yield from self._run(job.run)  # type: ignore[misc]
+            return
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(processes, context, initializer=_adopt, initargs=(job,)) as pool:
+            for _ in pool.map(_ready, range(processes)):  # all forked now, before any thread
+                pass
+            yield from self._run(partial(_submit, pool), in_flight=processes + 1)
+
+    @property
+    def _required(self) -> list[str]:
+        return self.spec.required_columns if self.labelled else self.spec.lead_columns
+
+    def _run(self, run: Callable[..., object], in_flight: int = 0) -> Iterator[object]:
+        """The file's chunks through `run(table, start, earlier)`, which gives (result,
+        _Checked) or, with `in_flight`, a future of them; yields the results in file order."""
         path, spec = self.path, self.spec
         if not path.is_file():
             raise LoadError(f"{path}: no such file")
         # hashlib lets go of the GIL, so the file is hashed on the other core while it is parsed.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            sha256 = pool.submit(_sha256, path)
-            required = spec.required_columns if self.labelled else spec.lead_columns
+        with ThreadPoolExecutor(max_workers=1) as hasher:
+            sha256 = hasher.submit(_sha256, path)
             columns = _columns(path, spec)
-            _check_columns(path, columns, spec, required)
+            _check_columns(path, columns, spec, self._required)
             bad: list[tuple[int, int, str]] = []
             # Ids of earlier chunks, to reject their repeats; one chunk needs no memory of them.
-            seen_ids = {} if self.chunk_rows else None
+            seen = _SeenIds(spec.id, path.suffix) if self.chunk_rows and spec.id else None
             checks: list[_Checked] = []
-            for raw in _chunks(path, spec, columns, required, self.chunk_rows, bad):
-                frame, clean, checked = _check_rows(raw, spec, self.labelled, required, seen_ids)
+            pending: deque[Future] = deque()
+            start = 0
+            for table in _tables(path, spec, columns, self._required, self.chunk_rows, bad):
+                earlier = seen.earlier(table, start) if seen else None
+                done = run(table, start, earlier)
+                start += len(table)
+                if not in_flight:
+                    result, checked = done
+                    checks.append(checked)
+                    yield result
+                    continue
+                pending.append(done)
+                while len(pending) >= in_flight or (pending and pending[0].done()):
+                    result, checked = pending.popleft().result()
+                    checks.append(checked)
+                    yield result
+            while pending:
+                result, checked = pending.popleft().result()
                 checks.append(checked)
-                yield LeadChunk(frame=frame, clean=clean)
+                yield result
             bad_lines = _bad_line_errors(path, bad)
             self.report = _conclude(
                 path, spec, self.rejects_path, columns, checks, bad_lines, sha256
             )
+
+
+T = TypeVar("T")
+
+
+def _as_is(chunk: LeadChunk) -> LeadChunk:
+    return chunk
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What checking and working on one chunk needs, wherever it runs."""
+
+    spec: DatasetSpec
+    labelled: bool
+    required: list[str]
+    suffix: str
+    work: Callable[[LeadChunk], object]
+
+    def run(
+        self, table: pa.Table, start: int, earlier: dict[str, int] | None
+    ) -> tuple[object, _Checked]:
+        raw = _frame(table, start, self.suffix)
+        frame, clean, checked = _check_rows(raw, self.spec, self.labelled, self.required, earlier)
+        return self.work(LeadChunk(frame=frame, clean=clean)), checked
+
+
+# A forked worker's job, set once when the pool forks it (inherited, never pickled).
+_JOB: _Job | None = None
+
+
+def _adopt(job: _Job) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _ready(_: int) -> None:
+    return None
+
+
+def _in_worker(table: pa.Table, start: int, earlier: dict[str, int] | None) -> tuple:
+    assert _JOB is not None  # set by _adopt when the worker was forked
+    return _JOB.run(table, start, earlier)
+
+
+def _submit(pool: ProcessPoolExecutor, table: pa.Table, start: int, earlier: object) -> Future:
+    return pool.submit(_in_worker, table, start, earlier)
+
+
+class _SeenIds:
+    """The first row of every lead id of the chunks so far, so a repeat in a later chunk is
+    rejected like any duplicate (the first occurrence is kept)."""
+
+    def __init__(self, column: str, suffix: str) -> None:
+        self.column, self.suffix = column, suffix
+        self.first_row: dict[str, int] = {}
+
+    def earlier(self, table: pa.Table, start: int) -> dict[str, int]:
+        """The ids of this chunk (rows from `start` + 1) seen in earlier chunks, with their
+        first rows; then this chunk's new ids are remembered."""
+        ids = _frame(table.select([self.column]), start, self.suffix)[self.column].str.strip()
+        first_row, earlier = self.first_row, {}
+        for row, value in enumerate(ids.tolist(), start=start + 1):
+            if value == "":
+                continue
+            seen = first_row.setdefault(value, row)
+            if seen != row:
+                earlier[value] = seen
+        # A repeat inside this chunk is the chunk's own business (its first row is kept).
+        return {k: v for k, v in earlier.items() if v <= start}
 
 
 @dataclass(frozen=True)
@@ -163,7 +278,7 @@ def _check_rows(
     spec: DatasetSpec,
     labelled: bool,
     required: list[str],
-    seen_ids: dict[str, int] | None,
+    earlier: dict[str, int] | None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, _Checked]:
     """Validate rows whose index is their row number - 1 (a chunk's starts where it does):
     the kept rows' raw text and clean view, and what was found."""
@@ -172,9 +287,7 @@ def _check_rows(
         for name, f in spec.fields.items()
     }
     stamps = parse_timestamps(raw[spec.timestamp]) if spec.timestamp else None
-    errors = pd.concat(
-        _row_errors(raw, spec, labelled, parsed, stamps, seen_ids), ignore_index=True
-    )
+    errors = pd.concat(_row_errors(raw, spec, labelled, parsed, stamps, earlier), ignore_index=True)
     errors = _with_lead_ids(errors, raw, spec)
     rejected_rows = errors["row"].astype(int).unique()
     # Only the columns the spec uses travel on: at a million rows the rest is most of the memory.
@@ -262,25 +375,28 @@ def label_values(frame: pd.DataFrame, spec: DatasetSpec) -> tuple[pd.Series, pd.
 
 
 # -- reading -------------------------------------------------------------------------------------
-def _chunks(
+def _tables(
     path: Path,
     spec: DatasetSpec,
     columns: list[str],
     wanted: list[str],
     chunk_rows: int | None,
     bad: list[tuple[int, int, str]],
-) -> Iterator[pd.DataFrame]:
-    """The rows as text (only the `wanted` columns), `chunk_rows` at a time, indexed by row
-    number - 1; the lines that do not split into as many fields as the header go to `bad`."""
+) -> Iterator[pa.Table]:
+    """The rows as Arrow text (only the `wanted` columns, named), `chunk_rows` at a time; the
+    lines that do not split into as many fields as the header go to `bad`."""
     present = [c for c in dict.fromkeys(wanted) if c in columns]
-    start = 0
     for table in _rechunked(_batches(path, spec, columns, present, bad), chunk_rows):
-        frame = table.rename_columns(present).to_pandas()
-        if path.suffix == ".parquet":
-            frame = frame.astype({c: "str" for c in frame.columns if frame[c].dtype == object})
-        frame.index = pd.RangeIndex(start, start + len(frame))
-        start += len(frame)
-        yield frame
+        yield table.rename_columns(present)
+
+
+def _frame(table: pa.Table, start: int, suffix: str) -> pd.DataFrame:
+    """A chunk's rows as pandas text, indexed by row number - 1."""
+    frame = table.to_pandas()
+    if suffix == ".parquet":
+        frame = frame.astype({c: "str" for c in frame.columns if frame[c].dtype == object})
+    frame.index = pd.RangeIndex(start, start + len(frame))
+    return frame
 
 
 def _batches(
@@ -430,11 +546,11 @@ def _row_errors(
     labelled: bool,
     parsed: dict[str, Parsed],
     stamps: pd.Series | None,
-    seen_ids: dict[str, int] | None,
+    earlier: dict[str, int] | None,
 ) -> list[pd.DataFrame]:
     found = [_field_errors(raw, spec, name, parsed[name]) for name in spec.fields]
     if spec.id:
-        found.append(_id_errors(raw[spec.id], spec.id, seen_ids))
+        found.append(_id_errors(raw[spec.id], spec.id, earlier))
     if spec.timestamp:
         unreadable = (raw[spec.timestamp].str.strip() == "") | stamps.isna()
         found.append(
@@ -466,22 +582,20 @@ def _range_text(low: float | None, high: float | None) -> str:
     return f" in [{'' if low is None else f'{low:g}'}, {'' if high is None else f'{high:g}'}]"
 
 
-def _id_errors(ids: pd.Series, column: str, seen: dict[str, int] | None) -> pd.DataFrame:
-    """Missing and repeated ids. `seen` (first row of each id in earlier chunks, updated here)
-    carries the check across a stream's chunks; None for a whole file."""
+def _id_errors(ids: pd.Series, column: str, earlier: dict[str, int] | None) -> pd.DataFrame:
+    """Missing and repeated ids. `earlier`: ids of these rows that earlier chunks of a stream
+    had, with the row each was first seen at (see _SeenIds)."""
     stripped = ids.str.strip()
     empty = (stripped == "").to_numpy()
     repeat = stripped.duplicated(keep="first").to_numpy() & ~empty
-    earlier = _seen_before(stripped, empty, seen) if seen else None
-    duplicate = repeat if earlier is None else repeat | (earlier > 0)
+    before = _seen_before(stripped, empty, earlier) if earlier else None
+    duplicate = repeat if before is None else repeat | (before > 0)
     if not duplicate.any():  # the usual case: no need to find where each id was first seen
-        _remember(stripped, empty | duplicate, seen)
         return _errors(ids, empty, column, "missing id", "missing lead id")
     row_numbers = pd.Series(ids.index + 1, index=ids.index)
     first_row = row_numbers.groupby(stripped.to_numpy()).transform("min").to_numpy()
-    if earlier is not None:
-        first_row = np.where(earlier > 0, earlier, first_row)
-    _remember(stripped, empty | duplicate, seen)
+    if before is not None:
+        first_row = np.where(before > 0, before, first_row)
     problem = pd.Series(first_row.astype(str), index=ids.index)
     problem = ("duplicate lead id (first seen at row " + problem + ")").to_numpy()
     return pd.concat(
@@ -493,20 +607,13 @@ def _id_errors(ids: pd.Series, column: str, seen: dict[str, int] | None) -> pd.D
     )
 
 
-def _seen_before(stripped: pd.Series, skip: np.ndarray, seen: dict[str, int]) -> np.ndarray:
+def _seen_before(stripped: pd.Series, skip: np.ndarray, earlier: dict[str, int]) -> np.ndarray:
     """Per row, the row an earlier chunk first had its id at (0: not seen)."""
     return np.fromiter(
-        (0 if s else seen.get(i, 0) for i, s in zip(stripped.tolist(), skip, strict=True)),
+        (0 if s else earlier.get(i, 0) for i, s in zip(stripped.tolist(), skip, strict=True)),
         dtype=np.int64,
         count=len(stripped),
     )
-
-
-def _remember(stripped: pd.Series, skip: np.ndarray, seen: dict[str, int] | None) -> None:
-    if seen is None:
-        return
-    rows = stripped.index[~skip] + 1
-    seen.update(zip(stripped[~skip].tolist(), rows.tolist(), strict=True))
 
 
 def _label_errors(values: pd.Series, label: LabelSpec) -> pd.DataFrame:

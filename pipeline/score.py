@@ -6,13 +6,12 @@ route and rule breakdown from a file as over HTTP.
 
 from __future__ import annotations
 
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
@@ -20,11 +19,10 @@ from models.registry import LoadedModel
 from models.scoring import score_clean
 from pipeline.load import LeadChunk, LeadStream, LoadReport
 
-# Leads validated and scored at a time. The file streams through in chunks: while LightGBM
-# (which releases the GIL) walks the trees for the chunks in flight, the next chunk is
-# validated, so both cores stay busy; memory holds a few chunks, whatever the file's size.
+# Leads validated and scored at a time. The file streams through in chunks, checked and scored
+# in worker processes (one per core) while this one reads the next; memory holds a few chunks,
+# whatever the file's size.
 CHUNK_ROWS = 100_000
-_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -42,60 +40,65 @@ def score_file(
     sla_hours: int = 24,
     with_reasons: bool = False,
     rejects: Path | None = None,
+    workers: int | None = None,
 ) -> ScoreReport:
     """Validate `path` against the model's own spec (labels not needed), score every valid
     lead and write one CSV row per lead to `output`.
 
     The rows are written to a file beside `output` that takes its name only once the whole file
     has passed validation: a refused file (too many bad rows) leaves no partial output behind.
+    `workers`: processes that check and score the chunks (0: this process; default: one per
+    core), where that is safe (see _processes).
     """
     spec = loaded.model.spec
     stream = LeadStream(path, spec, rejects, labelled=False, chunk_rows=CHUNK_ROWS)
 
-    def score_chunk(chunk: LeadChunk) -> pd.DataFrame:
+    def score_chunk(chunk: LeadChunk) -> _ScoredChunk:
         ids = chunk.frame[spec.id].to_numpy() if spec.id else None
         scored = score_clean(loaded, chunk.clean, ids, sla_hours, with_reasons)
         table = scored.table
         if scored.reasons is not None:
             table["reasons"] = ["; ".join(r.text for r in reasons) for reasons in scored.reasons]
-        return table
+        # Arrow's CSV writer is several times faster than pandas' on millions of rows, and
+        # formats each value on its own, so chunks write exactly what one table would.
+        sink = pa.BufferOutputStream()
+        pacsv.write_csv(pa.Table.from_pandas(table, preserve_index=False), sink)
+        routed = int(np.count_nonzero(table["route"].to_numpy() == "sales"))
+        return _ScoredChunk(sink.getvalue().to_pybytes(), len(table), routed)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
-    written = _Written()
+    rows = routed = 0
     try:
-        with pa.OSFile(str(partial), "wb") as sink, ThreadPoolExecutor(_IN_FLIGHT) as pool:
-            in_flight: deque[Future[pd.DataFrame]] = deque()
-            for chunk in stream:
-                in_flight.append(pool.submit(score_chunk, chunk))
-                while in_flight and (len(in_flight) > _IN_FLIGHT or in_flight[0].done()):
-                    written.add(in_flight.popleft().result(), sink)
-            while in_flight:
-                written.add(in_flight.popleft().result(), sink)
+        with partial.open("wb") as sink:
+            processes = _processes(loaded, with_reasons, workers)
+            for number, chunk in enumerate(stream.map(score_chunk, processes)):
+                # Every chunk's CSV has the header line; the file has it once.
+                sink.write(chunk.csv if number == 0 else chunk.csv[chunk.csv.index(b"\n") + 1 :])
+                rows += chunk.rows
+                routed += chunk.routed
         partial.replace(output)
     finally:
         partial.unlink(missing_ok=True)
     assert stream.report is not None  # set by a stream iterated to its end
-    return ScoreReport(
-        output=output,
-        rows_scored=written.rows,
-        load=stream.report,
-        routed_to_sales=written.to_sales,
-    )
+    return ScoreReport(output=output, rows_scored=rows, load=stream.report, routed_to_sales=routed)
 
 
-class _Written:
-    """Scored chunks written in file order, and what they added up to."""
+@dataclass(frozen=True)
+class _ScoredChunk:
+    csv: bytes
+    rows: int
+    routed: int
 
-    def __init__(self) -> None:
-        self.rows = self.to_sales = 0
-        self.header = True
 
-    def add(self, table: pd.DataFrame, sink: pa.NativeFile) -> None:
-        # Arrow's CSV writer is several times faster than pandas' on millions of rows, and
-        # formats each value on its own, so chunks write exactly what one table would.
-        options = pacsv.WriteOptions(include_header=self.header)
-        pacsv.write_csv(pa.Table.from_pandas(table, preserve_index=False), sink, options)
-        self.header = False
-        self.rows += len(table)
-        self.to_sales += int(np.count_nonzero(table["route"].to_numpy() == "sales"))
+def _processes(loaded: LoadedModel, with_reasons: bool, requested: int | None) -> int:
+    """Worker processes for a file: as many as asked (default: one per core on a multi-core
+    machine), or none (scored in this process) where a forked worker would have to run
+    LightGBM itself, whose OpenMP runtime does not survive a fork: reasons are LightGBM's
+    contributions, and a model the batch forest does not cover is scored by LightGBM. The
+    forests are built here, before the fork, so the workers inherit them."""
+    cores = os.cpu_count() or 1
+    wanted = (cores if cores > 1 else 0) if requested is None else requested
+    if wanted <= 0 or with_reasons or sys.platform != "linux":
+        return 0
+    return wanted if loaded.model.prepare_batches() else 0

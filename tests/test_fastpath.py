@@ -135,7 +135,53 @@ def test_refused_batch_file_leaves_the_output_as_it_was(
     monkeypatch.setattr(batch, "CHUNK_ROWS", 2_500)
     monkeypatch.setattr(batch, "score_clean", counting)
     with pytest.raises(LoadError, match="refused"):
-        batch.score_file(bad, loaded, output)
+        batch.score_file(bad, loaded, output, workers=0)  # in this process, to count the chunks
     assert len(scored_chunks) >= 2 and sum(scored_chunks[:2]) > 4_900  # the good half scored...
     assert output.read_text() == "yesterday's scores\n"  # ...and never took the output's place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["half-bad.csv", "scored.csv"]
+    with pytest.raises(LoadError, match="refused"):  # the same with worker processes
+        batch.score_file(bad, loaded, output, workers=2)
+    assert output.read_text() == "yesterday's scores\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["half-bad.csv", "scored.csv"]
+
+
+def test_batch_file_scored_in_worker_processes_is_the_file_scored_here(
+    trained, builtin_csv, tmp_path, monkeypatch
+) -> None:
+    """Worker processes (the default on a multi-core Linux machine) write the same file, byte
+    for byte, and the same rejects and report as one process scoring chunk by chunk, with ids
+    repeated across chunks and bad rows in several of them."""
+    import pipeline.score as batch
+    from models.registry import load_by_alias
+
+    summary, settings, _ = trained
+    loaded = load_by_alias(settings.tracking_uri, summary.model_name, "champion", 0.5)
+    raw = pd.read_csv(builtin_csv, dtype=str, keep_default_na=False)
+    raw.loc[[5, 2_600, 7_001], "web_visits"] = "lots"
+    raw.loc[[4_000, 9_000], "lead_id"] = raw.loc[[10, 3_000], "lead_id"].to_numpy()
+    mixed = tmp_path / "mixed.csv"
+    raw.to_csv(mixed, index=False)
+    monkeypatch.setattr(batch, "CHUNK_ROWS", 2_500)
+    reports = {
+        workers: batch.score_file(
+            mixed,
+            loaded,
+            tmp_path / f"w{workers}.csv",
+            rejects=tmp_path / f"w{workers}.rej.csv",
+            workers=workers,
+        )
+        for workers in (0, 2)
+    }
+    assert (tmp_path / "w2.csv").read_bytes() == (tmp_path / "w0.csv").read_bytes()
+    assert (tmp_path / "w2.rej.csv").read_bytes() == (tmp_path / "w0.rej.csv").read_bytes()
+    rows_kept = len(raw) - reports[0].load.rows_rejected
+    assert reports[2].rows_scored == reports[0].rows_scored == rows_kept
+    assert reports[2].routed_to_sales == reports[0].routed_to_sales > 0
+    assert reports[2].load.summary() | {"rejects_path": None} == reports[0].load.summary() | {
+        "rejects_path": None
+    }
+    rejected = pd.read_csv(tmp_path / "w2.rej.csv")
+    assert {6, 2_601, 7_002, 4_001, 9_001} <= set(rejected["row"])
+    problems = rejected.set_index("row")["problem"]
+    assert problems[4_001] == "duplicate lead id (first seen at row 11)"  # across chunks
+    assert problems[9_001] == "duplicate lead id (first seen at row 3001)"

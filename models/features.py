@@ -177,7 +177,12 @@ def assemble_clean(
 
 def parse_timestamps(raw: pd.Series) -> pd.Series:
     """Timestamps as naive UTC datetimes; unreadable cells become NaT (validation reports them)."""
-    stamps = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
+    # ISO 8601 (what CRMs export) parses 2-3x faster than format="mixed", which infers a
+    # format cell by cell; the cells it does not take get the mixed parse they always had.
+    stamps = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
+    retry = (stamps.isna() & raw.notna()).to_numpy()
+    if retry.any():
+        stamps[retry] = pd.to_datetime(raw[retry], errors="coerce", utc=True, format="mixed")
     return stamps.dt.tz_localize(None)
 
 

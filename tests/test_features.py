@@ -15,6 +15,7 @@ from models.features import (
     email_kind,
     normalize,
     parse_field,
+    parse_timestamps,
     phone_kind,
     redact_personal,
 )
@@ -204,3 +205,31 @@ def test_email_kind_is_the_email_regex_then_the_domain() -> None:
     for dtype in (object, "str"):
         kinds = email_kind(pd.Series(cells, dtype=dtype))
         assert [None if pd.isna(k) else k for k in kinds] == expected
+
+
+def test_timestamps_parse_as_the_mixed_format_parse_does() -> None:
+    """ISO 8601 cells take the fast parser, the rest the mixed one: the same instants as a mixed
+    parse of every cell, offsets and all, and the same unreadable cells."""
+    cells = [
+        "2026-01-31 23:59:00",
+        "2026-02-01T00:30:00+02:00",
+        "2026-01-31T23:59:00Z",
+        "2026-01-31 23:59:00.123456",
+        "  2026-01-31 10:00 ",
+        "2026-01-31T10:00:00-05:00",
+        "2026-01-31",
+        "20260131",
+        "01/02/2026",
+        "31.01.2026 10:00",
+        "Jan 5 2026",
+        "2026-13-01",
+        "garbage",
+        "",
+        None,
+    ]
+    raw = pd.Series(cells * 3, dtype="str")
+    expected = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed").dt.tz_localize(None)
+    parsed = parse_timestamps(raw)
+    pd.testing.assert_series_equal(parsed, expected)
+    assert parsed.isna().sum() == 4 * 3  # "2026-13-01", "garbage", "" and None
+    assert parsed[1] == pd.Timestamp("2026-01-31 22:30")  # +02:00 to UTC

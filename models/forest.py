@@ -51,6 +51,7 @@ class Forest:
     bins: np.ndarray  # per feature, how many bins (categories + 1 for every other value)
     mask_start: np.ndarray  # per feature, the row of `masks` for its bin 0
     masks: np.ndarray  # (sum of bins, trees): leaves still possible after that bin's splits
+    # (uint32 when every tree has at most 32 leaves, else uint64)
     leaf_start: np.ndarray  # per tree, where its leaves start in `leaf_value` (left to right)
     leaf_value: np.ndarray
 
@@ -225,6 +226,8 @@ def _build(trees: list[_Tree], features: int) -> Forest:
     for f, (split, values) in enumerate(splits):
         node, b = np.nonzero(~_goes_left(split, values))
         np.bitwise_and.at(masks, (mask_start[f] + b, split.tree[node]), ~split.ruled_out[node])
+    if max((len(t.leaf_value) for t in trees), default=1) <= 32:
+        masks = masks.astype(np.uint32)  # half the memory the kernel streams through per row
     return Forest(
         features=features,
         numeric=np.asarray(numeric, dtype=np.int8),
@@ -269,9 +272,10 @@ def _score(
     matrix, numeric, edges, edge_start, bins, mask_start, masks, leaf_start, leaf_value, out
 ):  # pragma: no cover - compiled; the tests compare it with Booster.predict
     trees = masks.shape[1]
-    alive = np.empty(trees, dtype=np.uint64)
+    alive = np.empty(trees, dtype=masks.dtype)
+    everything = np.full(trees, ~masks.dtype.type(0), dtype=masks.dtype)
     for row in range(matrix.shape[0]):
-        alive[:] = np.uint64(0xFFFFFFFFFFFFFFFF)
+        alive[:] = everything
         for f in range(matrix.shape[1]):
             value = np.float64(matrix[row, f])
             other = bins[f] - 1  # categorical: every other value; numeric: NaN
@@ -296,7 +300,8 @@ def _score(
                 alive[t] &= masks[at, t]
         total = 0.0
         for t in range(trees):
-            low_bit = alive[t] & (~alive[t] + np.uint64(1))
+            standing = np.uint64(alive[t])
+            low_bit = standing & (~standing + np.uint64(1))
             total += leaf_value[
                 leaf_start[t] + _LOWEST_BIT[(low_bit * _DE_BRUIJN) >> np.uint64(58)]
             ]

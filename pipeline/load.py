@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -105,8 +105,8 @@ class LeadChunk:
 
 class LeadStream:
     """A leads file validated and handed over `chunk_rows` rows at a time (all at once for
-    None), so work on one chunk (batch scoring) can run while the next is validated, and memory
-    does not grow with the file.
+    None), so chunks can be checked and worked on side by side (`map`), and memory does not
+    grow with the file.
 
     The checks are file-wide where they must be: a lead id repeated in a later chunk is
     rejected there like any duplicate, and the refusal threshold, the "empty in every row"
@@ -129,17 +129,20 @@ class LeadStream:
 
     def __iter__(self) -> Iterator[LeadChunk]:
         job = _Job(self.spec, self.labelled, self._required, self.path.suffix, _as_is)
-        yield from self._run(job.run)  # type: ignore[misc]  # _as_is gives the chunks
+        yield from self._run(job.run)
 
     def map(self, work: Callable[[LeadChunk], T], processes: int) -> Iterator[T]:
         """`work(chunk)` for every chunk, in file order. With `processes` > 0 the chunks are
         checked and worked on in that many forked processes, which inherit `work` (and what it
         holds, e.g. a loaded model) instead of receiving it: validation is Python and pandas
         holding the GIL, so threads alone leave all but one core idle. The pool is forked
-        before this stream starts any thread of its own."""
+        before this stream starts any thread of its own. With 0, in this process."""
         job = _Job(self.spec, self.labelled, self._required, self.path.suffix, work)
         if processes <= 0:
-            yield from self._run(job.run)  # type: ignore[misc]
+            # In this process, two chunks at a time on threads: what lets go of the GIL (Arrow,
+            # LightGBM) then overlaps with the other chunk's checks.
+            with ThreadPoolExecutor(2) as threads:
+                yield from self._run(partial(threads.submit, job.run), in_flight=3)
             return
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(processes, context, initializer=_adopt, initargs=(job,)) as pool:
@@ -151,7 +154,7 @@ class LeadStream:
     def _required(self) -> list[str]:
         return self.spec.required_columns if self.labelled else self.spec.lead_columns
 
-    def _run(self, run: Callable[..., object], in_flight: int = 0) -> Iterator[object]:
+    def _run(self, run: Callable[..., Any], in_flight: int = 0) -> Iterator[Any]:
         """The file's chunks through `run(table, start, earlier)`, which gives (result,
         _Checked) or, with `in_flight`, a future of them; yields the results in file order."""
         path, spec = self.path, self.spec

@@ -236,7 +236,7 @@ def _render_batch(batch: BatchResult | None) -> list[str]:
         f"{'  start-up subtracted':<36}{batch.leads_scored - batch.overhead_rows:>14,}"
         f"{batch.scoring_seconds:>14.2f}{batch.scoring_leads_per_second:>14,.0f}",
         f"  (generating the file took {batch.generate_seconds:.1f} s, not counted; "
-        f"peak RSS of sal score {batch.peak_rss_gib:.2f} GiB)",
+        f"peak RSS of the largest sal score process {batch.peak_rss_gib:.2f} GiB)",
     ]
 
 

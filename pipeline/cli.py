@@ -156,7 +156,9 @@ def score(
     reasons: bool = typer.Option(False, help="Add the top reasons each way (slower)."),
     rejects: Path = typer.Option(None, help="Where to write rows that fail validation."),
     workers: int = typer.Option(
-        None, min=0, help="Processes that check and score chunks [default: one per core; 0: none]."
+        None,
+        min=0,
+        help="Processes that check and score chunks [default: one per core, up to 6; 0: none].",
     ),
 ) -> None:
     """Score a file of leads with the registered champion: the API's fields, one row a lead."""

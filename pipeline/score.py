@@ -23,6 +23,9 @@ from pipeline.load import LeadChunk, LeadStream, LoadReport
 # in worker processes (one per core) while this one reads the next; memory holds a few chunks,
 # whatever the file's size.
 CHUNK_ROWS = 100_000
+# Each worker holds a few hundred MB while it checks a chunk, and the one reading process can
+# feed about four (it spends ~4 CPU-us a lead, a worker ~17): more only costs memory.
+_MAX_WORKERS = 6
 
 
 @dataclass(frozen=True)
@@ -93,12 +96,13 @@ class _ScoredChunk:
 
 def _processes(loaded: LoadedModel, with_reasons: bool, requested: int | None) -> int:
     """Worker processes for a file: as many as asked (default: one per core on a multi-core
-    machine), or none (scored in this process) where a forked worker would have to run
-    LightGBM itself, whose OpenMP runtime does not survive a fork: reasons are LightGBM's
-    contributions, and a model the batch forest does not cover is scored by LightGBM. The
-    forests are built here, before the fork, so the workers inherit them."""
+    machine, at most _MAX_WORKERS), or none (scored in this process) where a forked worker
+    would have to run LightGBM itself, whose OpenMP runtime does not survive a fork: reasons
+    are LightGBM's contributions, and a model the batch forest does not cover is scored by
+    LightGBM. The forests are built here, before the fork, so the workers inherit them."""
     cores = os.cpu_count() or 1
-    wanted = (cores if cores > 1 else 0) if requested is None else requested
+    default = min(cores, _MAX_WORKERS) if cores > 1 else 0
+    wanted = default if requested is None else requested
     if wanted <= 0 or with_reasons or sys.platform != "linux":
         return 0
     return wanted if loaded.model.prepare_batches() else 0

@@ -185,3 +185,18 @@ def test_batch_file_scored_in_worker_processes_is_the_file_scored_here(
     problems = rejected.set_index("row")["problem"]
     assert problems[4_001] == "duplicate lead id (first seen at row 11)"  # across chunks
     assert problems[9_001] == "duplicate lead id (first seen at row 3001)"
+
+
+def test_how_many_worker_processes_a_batch_file_gets(trained, monkeypatch) -> None:
+    import pipeline.score as batch
+    from models.registry import load_by_alias
+
+    summary, settings, _ = trained
+    loaded = load_by_alias(settings.tracking_uri, summary.model_name, "champion", 0.5)
+    monkeypatch.setattr(batch.os, "cpu_count", lambda: 64)
+    assert batch._processes(loaded, with_reasons=False, requested=None) == 6  # capped
+    assert batch._processes(loaded, with_reasons=False, requested=3) == 3  # as asked
+    assert batch._processes(loaded, with_reasons=True, requested=3) == 0  # LightGBM after fork
+    monkeypatch.setattr(batch.os, "cpu_count", lambda: 1)
+    assert batch._processes(loaded, with_reasons=False, requested=None) == 0
+    assert loaded.model.accept.forest() is not None  # built before any fork

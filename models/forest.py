@@ -37,7 +37,7 @@ MAX_LEAVES = 64  # a tree's leaves must fit one 64-bit mask
 
 class UnsupportedModel(ValueError):
     """A booster this scorer does not cover (linear trees, more than 64 leaves, several
-    classes); `Booster.predict` scores it instead."""
+    classes, random forests); `Booster.predict` scores it instead."""
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,11 @@ class _Tree:
 
 
 def _parse(text: str) -> list[_Tree]:
-    header = _fields(text.split("\nTree=")[0])
-    if int(header.get("num_tree_per_iteration", "1")) != 1:
+    head = text.split("\nTree=")[0]
+    if int(_fields(head).get("num_tree_per_iteration", "1")) != 1:
         raise UnsupportedModel("only models with one tree per iteration are covered")
+    if "\naverage_output" in head:  # a random forest: its margin is the trees' mean
+        raise UnsupportedModel("averaged trees (boosting: rf) are not covered")
     return [_tree(_fields(block)) for block in text.split("\nTree=")[1:]]
 
 

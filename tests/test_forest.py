@@ -140,6 +140,8 @@ def test_best_iteration_is_the_one_scored() -> None:
     [
         ({"num_leaves": 80, "min_data_in_leaf": 1}, "at most 64"),
         ({"linear_tree": True}, "linear trees"),
+        ({"boosting": "rf", "bagging_freq": 1, "bagging_fraction": 0.8}, "averaged trees"),
+        ({"objective": "multiclass", "num_class": 3}, "one tree per iteration"),
     ],
 )
 def test_models_it_does_not_cover_are_refused_and_still_scored(params: dict, message: str) -> None:

@@ -51,7 +51,7 @@ def score_file(
     The rows are written to a file beside `output` that takes its name only once the whole file
     has passed validation: a refused file (too many bad rows) leaves no partial output behind.
     `workers`: processes that check and score the chunks (0: this process; default: one per
-    core), where that is safe (see _processes).
+    core, up to _MAX_WORKERS), where that is safe (see _processes).
     """
     spec = loaded.model.spec
     stream = LeadStream(path, spec, rejects, labelled=False, chunk_rows=CHUNK_ROWS)

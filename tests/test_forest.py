@@ -103,6 +103,16 @@ def _thresholds(node: dict) -> list[float]:
 def test_margins_equal_booster_predict_bit_for_bit(params: dict) -> None:
     booster, matrix = _booster(**params)
     forest = Forest.of(booster)
+    # The numeric splits use the missing-value rule the parameters ask for (1: zero, 2: NaN).
+    missing_rules = {
+        (int(kind) >> 2) & 3
+        for line in booster.model_to_string().splitlines()
+        if line.startswith("decision_type=")
+        for kind in line.partition("=")[2].split()
+        if not int(kind) & 1
+    }
+    expected_rule = 1 if params.get("zero_as_missing") else 0 if "use_missing" in params else 2
+    assert expected_rule in missing_rules
     wide = params.get("num_leaves", 31) > 32  # trees of up to 64 leaves need 64-bit masks
     assert forest.masks.dtype == (np.uint64 if wide else np.uint32)
     for rows in (matrix, _odd_rows(booster)):

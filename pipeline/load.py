@@ -129,7 +129,7 @@ class LeadStream:
 
     def __iter__(self) -> Iterator[LeadChunk]:
         job = _Job(self.spec, self.labelled, self._required, self.path.suffix, _as_is)
-        yield from self._run(job.run)
+        yield from self._run(partial(_at_once, job.run), in_flight=0)
 
     def map(self, work: Callable[[LeadChunk], T], processes: int) -> Iterator[T]:
         """`work(chunk)` for every chunk, in file order. With `processes` > 0 the chunks are
@@ -142,21 +142,21 @@ class LeadStream:
             # In this process, two chunks at a time on threads: what lets go of the GIL (Arrow,
             # LightGBM) then overlaps with the other chunk's checks.
             with ThreadPoolExecutor(2) as threads:
-                yield from self._run(partial(threads.submit, job.run), in_flight=3)
+                yield from self._run(partial(threads.submit, job.run), in_flight=2)
             return
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(processes, context, initializer=_adopt, initargs=(job,)) as pool:
             for _ in pool.map(_ready, range(processes)):  # all forked now, before any thread
                 pass
-            yield from self._run(partial(_submit, pool), in_flight=processes + 1)
+            yield from self._run(partial(pool.submit, _in_worker), in_flight=processes)
 
     @property
     def _required(self) -> list[str]:
         return self.spec.required_columns if self.labelled else self.spec.lead_columns
 
-    def _run(self, run: Callable[..., Any], in_flight: int = 0) -> Iterator[Any]:
-        """The file's chunks through `run(table, start, earlier)`, which gives (result,
-        _Checked) or, with `in_flight`, a future of them; yields the results in file order."""
+    def _run(self, submit: Callable[..., Future], in_flight: int) -> Iterator[Any]:
+        """The file's chunks through `submit(table, start, earlier)`, a future of (result,
+        _Checked); yields the results in file order, with up to `in_flight` chunks waiting."""
         path, spec = self.path, self.spec
         if not path.is_file():
             raise LoadError(f"{path}: no such file")
@@ -170,25 +170,21 @@ class LeadStream:
             seen = _SeenIds(spec.id, path.suffix) if self.chunk_rows and spec.id else None
             checks: list[_Checked] = []
             pending: deque[Future] = deque()
+
+            def finished() -> object:
+                result, checked = pending.popleft().result()
+                checks.append(checked)
+                return result
+
             start = 0
             for table in _tables(path, spec, columns, self._required, self.chunk_rows, bad):
                 earlier = seen.earlier(table, start) if seen else None
-                done = run(table, start, earlier)
+                pending.append(submit(table, start, earlier))
                 start += len(table)
-                if not in_flight:
-                    result, checked = done
-                    checks.append(checked)
-                    yield result
-                    continue
-                pending.append(done)
-                while len(pending) >= in_flight or (pending and pending[0].done()):
-                    result, checked = pending.popleft().result()
-                    checks.append(checked)
-                    yield result
+                while len(pending) > in_flight or (pending and pending[0].done()):
+                    yield finished()
             while pending:
-                result, checked = pending.popleft().result()
-                checks.append(checked)
-                yield result
+                yield finished()
             bad_lines = _bad_line_errors(path, bad)
             self.report = _conclude(
                 path, spec, self.rejects_path, columns, checks, bad_lines, sha256
@@ -238,8 +234,11 @@ def _in_worker(table: pa.Table, start: int, earlier: dict[str, int] | None) -> t
     return _JOB.run(table, start, earlier)
 
 
-def _submit(pool: ProcessPoolExecutor, table: pa.Table, start: int, earlier: object) -> Future:
-    return pool.submit(_in_worker, table, start, earlier)
+def _at_once(run: Callable[..., tuple[object, _Checked]], *args: object) -> Future:
+    """`run(*args)` here and now, as a finished future."""
+    done: Future = Future()
+    done.set_result(run(*args))
+    return done
 
 
 class _SeenIds:
@@ -256,13 +255,11 @@ class _SeenIds:
         ids = _frame(table.select([self.column]), start, self.suffix)[self.column].str.strip()
         first_row, earlier = self.first_row, {}
         for row, value in enumerate(ids.tolist(), start=start + 1):
-            if value == "":
-                continue
-            seen = first_row.setdefault(value, row)
-            if seen != row:
-                earlier[value] = seen
-        # A repeat inside this chunk is the chunk's own business (its first row is kept).
-        return {k: v for k, v in earlier.items() if v <= start}
+            if value:
+                first = first_row.setdefault(value, row)
+                if first <= start:  # an earlier chunk's (a repeat within this one is its own)
+                    earlier[value] = first
+        return earlier
 
 
 @dataclass(frozen=True)
@@ -591,7 +588,7 @@ def _id_errors(ids: pd.Series, column: str, earlier: dict[str, int] | None) -> p
     stripped = ids.str.strip()
     empty = (stripped == "").to_numpy()
     repeat = stripped.duplicated(keep="first").to_numpy() & ~empty
-    before = _seen_before(stripped, empty, earlier) if earlier else None
+    before = _seen_before(stripped, earlier) if earlier else None
     duplicate = repeat if before is None else repeat | (before > 0)
     if not duplicate.any():  # the usual case: no need to find where each id was first seen
         return _errors(ids, empty, column, "missing id", "missing lead id")
@@ -610,12 +607,10 @@ def _id_errors(ids: pd.Series, column: str, earlier: dict[str, int] | None) -> p
     )
 
 
-def _seen_before(stripped: pd.Series, skip: np.ndarray, earlier: dict[str, int]) -> np.ndarray:
-    """Per row, the row an earlier chunk first had its id at (0: not seen)."""
+def _seen_before(stripped: pd.Series, earlier: dict[str, int]) -> np.ndarray:
+    """Per row, the row an earlier chunk first had its id at (0: not seen; never a blank id)."""
     return np.fromiter(
-        (0 if s else earlier.get(i, 0) for i, s in zip(stripped.tolist(), skip, strict=True)),
-        dtype=np.int64,
-        count=len(stripped),
+        (earlier.get(i, 0) for i in stripped.tolist()), dtype=np.int64, count=len(stripped)
     )
 
 

@@ -25,11 +25,17 @@ ODD_VALUES = {
 
 
 @pytest.fixture(scope="module")
-def model(trained):
+def loaded(trained):
+    """The session's registered champion, as the service and `sal score` load it."""
     from models.registry import load_by_alias
 
     summary, settings, _ = trained
-    return load_by_alias(settings.tracking_uri, summary.model_name, "champion", 0.5).model
+    return load_by_alias(settings.tracking_uri, summary.model_name, "champion", 0.5)
+
+
+@pytest.fixture(scope="module")
+def model(loaded):
+    return loaded.model
 
 
 @pytest.fixture(scope="module")
@@ -81,15 +87,12 @@ def test_fast_redaction_equals_frame_redaction(model, leads) -> None:
             assert fast[name] == (None if pd.isna(expected) else expected), (name, lead[name])
 
 
-def test_batch_file_equals_the_api_paths(trained, builtin_csv, tmp_path, monkeypatch) -> None:
+def test_batch_file_equals_the_api_paths(loaded, builtin_csv, tmp_path, monkeypatch) -> None:
     """`sal score`'s file (validated by the loader, scored in chunks, written by Arrow) says
     what the API's frame path says for every lead, and the hot path for a sample."""
     import pipeline.score as batch
-    from models.registry import load_by_alias
     from models.scoring import score_frame
 
-    summary, settings, _ = trained
-    loaded = load_by_alias(settings.tracking_uri, summary.model_name, "champion", 0.5)
     monkeypatch.setattr(batch, "CHUNK_ROWS", 2_500)  # several chunks, two in flight
     report = batch.score_file(builtin_csv, loaded, tmp_path / "scored.csv")
     written = pd.read_csv(tmp_path / "scored.csv", keep_default_na=False, na_values=[""])
@@ -110,16 +113,13 @@ def test_batch_file_equals_the_api_paths(trained, builtin_csv, tmp_path, monkeyp
 
 
 def test_refused_batch_file_leaves_the_output_as_it_was(
-    trained, builtin_csv, tmp_path, monkeypatch
+    loaded, builtin_csv, tmp_path, monkeypatch
 ) -> None:
     """Scored chunks go to a side file that replaces the output only once the whole file has
     passed: a file refused after its first chunks were scored writes nothing."""
     import pipeline.score as batch
-    from models.registry import load_by_alias
     from pipeline.load import LoadError
 
-    summary, settings, _ = trained
-    loaded = load_by_alias(settings.tracking_uri, summary.model_name, "champion", 0.5)
     raw = pd.read_csv(builtin_csv, dtype=str, keep_default_na=False)
     raw.loc[len(raw) // 2 :, "web_visits"] = "lots"  # the second half: too many bad rows
     bad = tmp_path / "half-bad.csv"
@@ -146,16 +146,13 @@ def test_refused_batch_file_leaves_the_output_as_it_was(
 
 
 def test_batch_file_scored_in_worker_processes_is_the_file_scored_here(
-    trained, builtin_csv, tmp_path, monkeypatch
+    loaded, builtin_csv, tmp_path, monkeypatch
 ) -> None:
     """Worker processes (the default on a multi-core Linux machine) write the same file, byte
     for byte, and the same rejects and report as one process scoring chunk by chunk, with ids
     repeated across chunks and bad rows in several of them."""
     import pipeline.score as batch
-    from models.registry import load_by_alias
 
-    summary, settings, _ = trained
-    loaded = load_by_alias(settings.tracking_uri, summary.model_name, "champion", 0.5)
     raw = pd.read_csv(builtin_csv, dtype=str, keep_default_na=False)
     raw.loc[[5, 2_600, 7_001], "web_visits"] = "lots"
     raw.loc[[4_000, 9_000], "lead_id"] = raw.loc[[10, 3_000], "lead_id"].to_numpy()
@@ -187,12 +184,9 @@ def test_batch_file_scored_in_worker_processes_is_the_file_scored_here(
     assert problems[9_001] == "duplicate lead id (first seen at row 3001)"
 
 
-def test_how_many_worker_processes_a_batch_file_gets(trained, monkeypatch) -> None:
+def test_how_many_worker_processes_a_batch_file_gets(loaded, monkeypatch) -> None:
     import pipeline.score as batch
-    from models.registry import load_by_alias
 
-    summary, settings, _ = trained
-    loaded = load_by_alias(settings.tracking_uri, summary.model_name, "champion", 0.5)
     monkeypatch.setattr(batch.os, "cpu_count", lambda: 64)
     assert batch._processes(loaded, with_reasons=False, requested=None) == 6  # capped
     assert batch._processes(loaded, with_reasons=False, requested=3) == 3  # as asked

@@ -43,7 +43,6 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from scipy.stats import beta, norm
 
 Bound = Literal["wilson", "clopper_pearson"]
 Mode = Literal["acceptance_rate", "capacity"]
@@ -95,6 +94,8 @@ def clopper_pearson_lower(
     """
     k, trials = _counts(successes, n)
     check_confidence(confidence)
+    from scipy.stats import beta  # ~0.9 s to import: only where a bound is computed
+
     # beta.ppf needs a > 0; k = 0 rows are replaced by 0 below, so any valid a will do there.
     lower = beta.ppf(1 - confidence, np.maximum(k, 1.0), trials - k + 1)
     return _scalar_or_array(np.where(k > 0, lower, 0.0))
@@ -119,6 +120,8 @@ def check_confidence(confidence: float) -> None:
 
 
 def _z(confidence: float) -> float:
+    from scipy.stats import norm  # ~0.9 s to import: only where a bound is computed
+
     check_confidence(confidence)
     return float(norm.ppf(confidence))
 

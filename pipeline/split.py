@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from models.features import parse_timestamps
 from models.spec import DatasetSpec
@@ -87,6 +86,9 @@ def _by_order(labelled: pd.Index, spec: DatasetSpec) -> Split:
 def _stratified(labels: pd.Series, spec: DatasetSpec, seed: int) -> Split:
     if labels.value_counts().min() < 3:
         raise SplitError("each outcome needs at least 3 labelled leads to stratify a split")
+    # Imported here: scoring a file (the CLI imports this module for SplitError) never splits.
+    from sklearn.model_selection import train_test_split
+
     rest, test = train_test_split(
         labels.index, test_size=spec.split.test_fraction, stratify=labels, random_state=seed
     )

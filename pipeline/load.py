@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 _REJECT_COLUMNS = ["row", "line", "lead_id", "column", "value", "problem"]
 _SAMPLE_ERRORS = 10
+_SAMPLE_BYTES = 1 << 20  # read to estimate a CSV's rows (LeadStream.estimated_rows)
 _MAX_SLICES = 2000  # rejected rows up to which the kept rows are joined as slices (_kept_rows)
 
 
@@ -149,6 +150,18 @@ class LeadStream:
             for _ in pool.map(_ready, range(processes)):  # all forked now, before any thread
                 pass
             yield from self._run(partial(pool.submit, _in_worker), in_flight=processes)
+
+    def estimated_rows(self) -> int | None:
+        """About how many rows the file has, without reading it (None for compressed CSV):
+        Parquet says; a CSV's size is divided by the length of its first lines."""
+        if self.path.suffix == ".parquet":
+            return pq.ParquetFile(self.path).metadata.num_rows
+        if self.path.suffix != ".csv" or not self.path.is_file():
+            return None
+        with self.path.open("rb") as handle:
+            head = handle.read(_SAMPLE_BYTES)
+        lines = head.count(b"\n") * self.path.stat().st_size / max(len(head), 1)
+        return max(round(lines) - 1, 0)  # the header is not a row
 
     @property
     def _required(self) -> list[str]:

@@ -74,7 +74,7 @@ def score_file(
     rows = routed = 0
     try:
         with partial.open("wb") as sink:
-            processes = _processes(loaded, with_reasons, workers)
+            processes = _processes(loaded, with_reasons, workers, stream.estimated_rows())
             for number, chunk in enumerate(stream.map(score_chunk, processes)):
                 # Every chunk's CSV has the header line; the file has it once.
                 sink.write(chunk.csv if number == 0 else chunk.csv[chunk.csv.index(b"\n") + 1 :])
@@ -94,14 +94,20 @@ class _ScoredChunk:
     routed: int
 
 
-def _processes(loaded: LoadedModel, with_reasons: bool, requested: int | None) -> int:
+def _processes(
+    loaded: LoadedModel, with_reasons: bool, requested: int | None, rows: int | None
+) -> int:
     """Worker processes for a file: as many as asked (default: one per core on a multi-core
-    machine, at most _MAX_WORKERS), or none (scored in this process) where a forked worker
-    would have to run LightGBM itself, whose OpenMP runtime does not survive a fork: reasons
-    are LightGBM's contributions, and a model the batch forest does not cover is scored by
-    LightGBM. The forests are built here, before the fork, so the workers inherit them."""
+    machine, at most _MAX_WORKERS, for a file of more than one chunk), or none (scored in this
+    process) where a forked worker would have to run LightGBM itself, whose OpenMP runtime does
+    not survive a fork: reasons are LightGBM's contributions, and a model the batch forest does
+    not cover is scored by LightGBM. The forests are built here, before the fork, so the
+    workers inherit them. `rows`: the file's estimated rows (None: unknown)."""
     cores = os.cpu_count() or 1
-    default = min(cores, _MAX_WORKERS) if cores > 1 else 0
+    # One chunk has nothing to overlap with: forking and building the forests (about 0.6 s)
+    # would only delay a short marketing list.
+    single_chunk = rows is not None and rows <= CHUNK_ROWS
+    default = min(cores, _MAX_WORKERS) if cores > 1 and not single_chunk else 0
     wanted = default if requested is None else requested
     if wanted <= 0 or with_reasons or sys.platform != "linux":
         return 0

@@ -187,10 +187,13 @@ def test_batch_file_scored_in_worker_processes_is_the_file_scored_here(
 def test_how_many_worker_processes_a_batch_file_gets(loaded, monkeypatch) -> None:
     import pipeline.score as batch
 
+    big, small = 10 * batch.CHUNK_ROWS, batch.CHUNK_ROWS
     monkeypatch.setattr(batch.os, "cpu_count", lambda: 64)
-    assert batch._processes(loaded, with_reasons=False, requested=None) == 6  # capped
-    assert batch._processes(loaded, with_reasons=False, requested=3) == 3  # as asked
-    assert batch._processes(loaded, with_reasons=True, requested=3) == 0  # LightGBM after fork
+    assert batch._processes(loaded, with_reasons=False, requested=None, rows=big) == 6  # capped
+    assert batch._processes(loaded, with_reasons=False, requested=None, rows=None) == 6
+    assert batch._processes(loaded, with_reasons=False, requested=None, rows=small) == 0
+    assert batch._processes(loaded, with_reasons=False, requested=3, rows=small) == 3  # as asked
+    assert batch._processes(loaded, with_reasons=True, requested=3, rows=big) == 0  # LightGBM
     monkeypatch.setattr(batch.os, "cpu_count", lambda: 1)
-    assert batch._processes(loaded, with_reasons=False, requested=None) == 0
+    assert batch._processes(loaded, with_reasons=False, requested=None, rows=big) == 0
     assert loaded.model.accept.forest() is not None  # built before any fork

@@ -243,3 +243,20 @@ def test_stream_refuses_a_mostly_bad_file_after_its_last_chunk(write_file, tiny_
 def test_stream_of_a_file_with_no_rows(write_file, tiny_spec) -> None:
     with pytest.raises(LoadError, match="has a header but no rows"):
         list(LeadStream(write_file("empty.csv", TINY_HEADER + "\n"), tiny_spec))
+
+
+def test_stream_estimates_its_rows_before_reading(tmp_path, write_file, tiny_spec) -> None:
+    short = write_file("short.csv", _csv(GOOD_ROWS))
+    assert LeadStream(short, tiny_spec).estimated_rows() == 4  # read whole: exact
+    # Longer than the sample read: the file's size over its first lines' length.
+    many = [
+        f"L{i},2025-01-02 10:00:00,software,{i % 500},true,ann@acme.com,accepted"
+        for i in range(60_000)
+    ]
+    long = write_file("long.csv", _csv(many))
+    assert long.stat().st_size > 2 * (1 << 20)
+    assert abs(LeadStream(long, tiny_spec).estimated_rows() - 60_000) < 600  # within 1 %
+    path = tmp_path / "leads.parquet"
+    pd.read_csv(short, dtype=str, keep_default_na=False).to_parquet(path)
+    assert LeadStream(path, tiny_spec).estimated_rows() == 4
+    assert LeadStream(tmp_path / "leads.csv.gz", tiny_spec).estimated_rows() is None

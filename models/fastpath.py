@@ -4,8 +4,8 @@ Everything that depends only on the model is prepared once, when the scorer is b
 converters, vocabularies, the criteria as predicates. Each converter mirrors its vectorised twin in
 `models.features` (the frame path used by training, the pyfunc and batch scoring); a test checks
 that both paths give identical features, probabilities and rule scores on thousands of leads.
-Regexes use ASCII classes because the frame path runs them on Arrow (RE2), whose \\w, \\s and \\d
-are ASCII.
+Regexes use Python's Unicode classes (\\w, \\s, \\d), as pandas does for the frame path, and
+text is lowercased as Arrow does it there (`models.features.lower_one`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from models.features import (
     FREE_MAIL_DOMAINS,
     PLACEHOLDERS,
     TIME_FEATURES,
+    lower_one,
 )
 from models.spec import FALSE_WORDS, TRUE_WORDS, DatasetSpec, FieldSpec, FieldType
 
@@ -41,10 +42,10 @@ from models.spec import FALSE_WORDS, TRUE_WORDS, DatasetSpec, FieldSpec, FieldTy
 # big batch), that costs the request up to a switch interval, twice per lead, for a ~15 us call.
 _LIB_HOLDING_GIL = ctypes.PyDLL(_LIB._name, handle=_LIB._handle)
 
-_EMAIL = re.compile(EMAIL_RE, re.ASCII)
-_EDU = re.compile(EDU_RE, re.ASCII)
-_NOT_DIGIT = re.compile(r"\D", re.ASCII)
-_TEXT_JUNK = re.compile(r"[^\w+#&/]+", re.ASCII)
+_EMAIL = re.compile(EMAIL_RE)
+_EDU = re.compile(EDU_RE)
+_NOT_DIGIT = re.compile(r"\D")
+_TEXT_JUNK = re.compile(r"[^\w+#&/]+")
 NAN = float("nan")
 
 
@@ -270,14 +271,14 @@ def _converter(field: FieldSpec, markers: frozenset[str]) -> Callable[[object], 
         text = text_of(value)
         if text is None:
             return NAN
-        lowered = text.lower()
+        lowered = lower_one(text)
         return 1.0 if lowered in TRUE_WORDS else 0.0 if lowered in FALSE_WORDS else NAN
 
     def categorical(value: object) -> object:
         text = text_of(value)
         if text is None:
             return None
-        lowered = text.lower()
+        lowered = lower_one(text)
         return canonical.get(lowered, lowered) if canonical else lowered
 
     def text(value: object) -> object:
@@ -286,13 +287,13 @@ def _converter(field: FieldSpec, markers: frozenset[str]) -> Callable[[object], 
             return NAN if field.is_personal else None
         if field.is_personal:
             return 1.0
-        return _TEXT_JUNK.sub(" ", raw.lower()).strip()
+        return _TEXT_JUNK.sub(" ", lower_one(raw)).strip()
 
     def email(value: object) -> object:
         raw = text_of(value)
         if raw is None:
             return None
-        lowered = raw.strip().lower()
+        lowered = lower_one(raw.strip())
         if not _EMAIL.match(lowered):
             return "invalid"
         domain = lowered.rsplit("@", 1)[-1]

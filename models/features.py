@@ -278,6 +278,18 @@ def codes_of(
     return per_distinct(values, lambda value: codes.get(str(value), other), missing, dtype)
 
 
+def lower_one(text: str) -> str:
+    """One text lowercased exactly as the frame path's `.str.lower()` lowercases a column.
+
+    That is Arrow's character-by-character mapping, which differs from Python's `str.lower` on a
+    few characters ("İ", a word-final "Σ"): the single-lead path (models.fastpath) calls this so a
+    lead's features do not depend on which path scored it.
+    """
+    if text.isascii():  # the same in both, and the common case
+        return text.lower()
+    return str(pd.Series([text], dtype="str").str.lower().iloc[0])
+
+
 def map_values(values: pd.Series, mapping: Callable[[object], object]) -> pd.Series:
     """`values.map(mapping)` for low-cardinality columns, fast: map the distinct values only."""
     return pd.Series(per_distinct(values, mapping, None), index=values.index, dtype=object)

@@ -13,12 +13,23 @@ from pipeline.load import load_leads
 from tests.conftest import ROOT
 
 ODD_VALUES = {
-    "industry": ["SOFTWARE", " retail ", "Select", "space_mining", None, ""],
-    "email": ["Dana@ACME.io", "x@gmail.com", "s@uni.edu", "john@", "n/a", None, "a@b@c.com"],
-    "phone": ["+1 (415) 555-0100", "000", "1111111", "", None, "12345678901234567"],
+    "industry": ["SOFTWARE", " retail ", "Select", "space_mining", None, "", "İnsurance"],
+    "email": [
+        *("Dana@ACME.io", "x@gmail.com", "s@uni.edu", "john@", "n/a", None, "a@b@c.com"),
+        # Unicode and ASCII control whitespace in the user name; a non-ASCII user and domain
+        *("a\u00a0b@acme.com", "a\x1cb@acme.com", "Ünal@acme.com", "x@İnfo.com"),
+    ],
+    "phone": [
+        *("+1 (415) 555-0100", "000", "1111111", "", None, "12345678901234567"),
+        # Arabic-Indic and full-width digits
+        *("١٢٣٤٥٦٧٨", "+1 \uff12\uff10\uff12 \uff15\uff15\uff15 \uff10\uff11\uff10\uff10"),
+    ],
     "web_visits": ["1,200", "7", 3.0, -1, "lots", None, "inf", "unknown"],
-    "demo_requested": [True, False, "Yes", "n", "maybe", None, "1"],
-    "job_title": ["VP, Engineering", "Geschäftsführer", "  head of IT ", None, "--"],
+    "demo_requested": [True, False, "Yes", "n", "maybe", None, "1", "İ"],
+    "job_title": [
+        *("VP, Engineering", "Geschäftsführer", "  head of IT ", None, "--"),
+        *("İK Müdürü", "ΔΙΕΥΘΥΝΤΗΣ ΠΩΛΗΣΕΩΝ", "Directeur\u00a0Général"),  # Arrow lowercases these
+    ],
     "first_name": ["Ann", "", None],
     "mql_at": ["2026-01-31 23:59:00", "2026-02-01T00:30:00+02:00", "garbage", None],
 }
@@ -64,6 +75,17 @@ def test_fast_path_equals_frame_path(model, leads) -> None:
         assert fast.rule_pass == expected.loc[i, "rule_pass"]
         for name, score in fast.breakdown.items():
             assert score == pytest.approx(expected.loc[i, f"criterion_{name}"], abs=1e-9)
+
+
+def test_fast_clean_view_equals_frame_clean_view(model, leads) -> None:
+    """Feature by feature, not only once encoded: a value outside the vocabulary encodes as
+    "other" either way, and would hide a difference that matters once the value is in it."""
+    scorer = LeadScorer(model)
+    clean = normalize(leads, model.spec).astype(object)
+    for i, lead in enumerate(leads.to_dict("records")):
+        fast = scorer.clean(lead)
+        expected = {k: None if pd.isna(v) else v for k, v in clean.loc[i].items()}
+        assert {k: None if pd.isna(v) else v for k, v in fast.items()} == expected, lead
 
 
 def test_fast_contributions_equal_lightgbm_contributions(model, leads) -> None:

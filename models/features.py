@@ -208,10 +208,24 @@ def email_kind(text: pd.Series) -> pd.Series:
     """
     lowered = text.str.strip().str.lower()
     user, domain = _split_at_first(lowered, "@")
-    user_ok = _each_distinct(user, lambda u: re.fullmatch(_EMAIL_USER_RE, u) is not None, False)
+    user_ok = _user_names_ok(user)
     kind = _each_distinct(domain, _domain_kind, "invalid", dtype=object)
     kind = np.where(user_ok, kind, "invalid")
     return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
+
+
+def _user_names_ok(user: pa.Array) -> np.ndarray:
+    """Whether each cell is a user name (_EMAIL_USER_RE; never an "@": it is what comes before
+    the first one). User names are nearly as many as addresses, so the ASCII ones are checked
+    straight off Arrow's buffers (not empty, no whitespace); any other takes the regex."""
+    data, offsets = _buffers(user)
+    ok = (np.diff(offsets) > 0) & ~_cells_holding(offsets, _ascii_space(data))
+    other = ~pc.string_is_ascii(user).fill_null(True).to_numpy(zero_copy_only=False)
+    if other.any():
+        ok[other] = _each_distinct(
+            user.filter(other), lambda u: re.fullmatch(_EMAIL_USER_RE, u) is not None, False
+        )
+    return ok & user.is_valid().to_numpy(zero_copy_only=False)
 
 
 def _domain_kind(domain: str) -> str:
@@ -224,9 +238,7 @@ def _domain_kind(domain: str) -> str:
 
 def _split_at_first(text: pd.Series, separator: str) -> tuple[pa.Array, pa.Array]:
     """Each cell's text before the first `separator` and after it (null when it has none)."""
-    cells = pa.array(text.astype("str"))
-    if isinstance(cells, pa.ChunkedArray):
-        cells = cells.combine_chunks()
+    cells = _arrow_text(text)
     parts = pc.split_pattern(cells, separator, max_splits=1)
     before = pc.list_element(parts, 0)
     offsets = parts.offsets.to_numpy()
@@ -255,15 +267,81 @@ def _each_distinct(
 
 
 def phone_kind(text: pd.Series) -> pd.Series:
-    """valid when 7-15 digits that are not all the same digit, else invalid."""
+    """valid when 7-15 digits (Python's \\d) that are not all the same digit, else invalid.
+
+    Phone numbers are nearly all distinct, so the ASCII ones (where a digit is a byte 0-9) are
+    read straight off Arrow's buffers; any other takes the regex.
+    """
+    cells = _arrow_text(text)
+    valid = _ascii_phones_valid(cells)
+    other = ~pc.string_is_ascii(cells).fill_null(True).to_numpy(zero_copy_only=False)
+    if other.any():
+        valid[other] = _phones_valid_by_regex(text[other])
+    # Rows share the two strings (np.where would make a text array, converted cell by cell).
+    kind = np.array(["invalid", "valid"], dtype=object)[valid.view(np.uint8)]
+    return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
+
+
+def _ascii_phones_valid(cells: pa.Array) -> np.ndarray:
+    """phone_kind's test for cells of ASCII text: 7-15 bytes 0-9, not all the same one."""
+    data, offsets = _buffers(cells)
+    is_digit = (data - np.uint8(ord("0"))) < 10
+    width = _count_type(len(data))
+    before = np.zeros(len(data) + 1, dtype=width)
+    np.cumsum(is_digit, dtype=width, out=before[1:])
+    first, end = before[offsets[:-1]], before[offsets[1:]]  # each cell's digits: [first, end)
+    digits = data[np.flatnonzero(is_digit)]
+    # changes[k]: how many of digits[1..k] differ from the digit before them.
+    changes = np.zeros(max(len(digits), 1), dtype=width)
+    np.cumsum(digits[1:] != digits[:-1], dtype=width, out=changes[1:])
+    top = len(changes) - 1  # a cell without digits may start past the last one
+    last = np.minimum(np.maximum(end - 1, first), top)
+    same = changes[last] == changes[np.minimum(first, top)]
+    count = end - first
+    return (count >= 7) & (count <= 15) & ~same
+
+
+def _phones_valid_by_regex(text: pd.Series) -> np.ndarray:
     digits = text.str.replace(r"\D", "", regex=True)
     length = digits.str.len()
     # A string equals itself shifted by one character exactly when all its characters are equal.
     repeated = digits.str.slice(1) == digits.str.slice(0, -1)
-    valid = (length.between(7, 15) & ~repeated).fillna(False).to_numpy(dtype=bool)
-    # Rows share the two strings (np.where would make a text array, converted cell by cell).
-    kind = np.array(["invalid", "valid"], dtype=object)[valid.view(np.uint8)]
-    return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
+    return (length.between(7, 15) & ~repeated).fillna(False).to_numpy(dtype=bool)
+
+
+def _arrow_text(text: pd.Series) -> pa.Array:
+    """The cells as one Arrow array of large strings (what pandas' "str" columns hold)."""
+    cells = pa.array(text.astype("str"))
+    cells = cells.combine_chunks() if isinstance(cells, pa.ChunkedArray) else cells
+    return cells if cells.type == pa.large_string() else cells.cast(pa.large_string())
+
+
+def _buffers(cells: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """A string array's UTF-8 bytes and its cells' offsets into them (cell i: [o[i], o[i+1]))."""
+    _, offsets, data = cells.buffers()  # a large_string array's (see _arrow_text)
+    if offsets is None:  # no cells
+        return np.empty(0, np.uint8), np.zeros(1, np.int64)
+    bounds = np.frombuffer(offsets, dtype=np.int64)[cells.offset : cells.offset + len(cells) + 1]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, np.uint8)
+    return raw, bounds
+
+
+def _ascii_space(data: np.ndarray) -> np.ndarray:
+    """Which bytes are ASCII whitespace as Python has it (str.isspace, re's \\s): 9-13, 28-32."""
+    return ((data - np.uint8(9)) < 5) | ((data - np.uint8(28)) < 5)
+
+
+def _cells_holding(offsets: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """Per cell (offsets as from _buffers), whether it holds a flagged byte (few are flagged)."""
+    at = np.flatnonzero(flagged)
+    at = at[(at >= offsets[0]) & (at < offsets[-1])]  # bytes of no cell (a slice's neighbours)
+    holding = np.zeros(len(offsets) - 1, dtype=bool)
+    holding[np.searchsorted(offsets, at, side="right") - 1] = True
+    return holding
+
+
+def _count_type(size: int) -> type:
+    return np.int32 if size < np.iinfo(np.int32).max else np.int64
 
 
 def codes_of(

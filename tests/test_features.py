@@ -6,6 +6,7 @@ import re
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from models.encoder import MISSING_CODE, LeadEncoder
 from models.features import (
@@ -46,6 +47,33 @@ def test_phone_kinds() -> None:
     assert kinds.tolist()[:4] == ["valid", "invalid", "invalid", "invalid"] and pd.isna(
         kinds.iloc[4]
     )
+
+
+PHONE_CELLS = [
+    *("+1 (415) 555-0100", "000", "0000000000", "12", None, "", "1234567", "123456"),
+    *("123456789012345", "1234567890123456", "1111111", "1111112", "2111111", " 555 0100 22 "),
+    *("555-0100\x1c22", "٠١٢٣٤٥٦٧", "+1 \uff12\uff10\uff12 \uff15\uff15\uff15 0100", "tel: n/a"),
+    *("7777777\u0667", "\u0661\u0661\u0661\u0661\u0661\u0661\u0661", "ph: 44 20 7946 0958"),
+]
+
+
+def _phone_by_regex(cell: str | None) -> str | None:
+    if cell is None:
+        return None
+    digits = re.sub(r"\D", "", cell)
+    return "valid" if 7 <= len(digits) <= 15 and len(set(digits)) > 1 else "invalid"
+
+
+@pytest.mark.parametrize("dtype", [object, "str"])
+def test_phone_kind_counts_digits_as_python_does(dtype) -> None:
+    """ASCII cells are read off Arrow's buffers, the rest by regex: the same answer as the
+    regex on every cell, including cells of an array that starts part-way into its buffers."""
+    expected = [_phone_by_regex(c) for c in PHONE_CELLS]
+    cells = pd.Series(PHONE_CELLS, dtype=dtype)
+    for start in (0, 3):
+        kinds = phone_kind(cells.iloc[start:])
+        assert [None if pd.isna(k) else k for k in kinds] == expected[start:]
+        assert kinds.index.equals(cells.index[start:])
 
 
 def test_text_and_typed_input_normalise_alike(tiny_spec) -> None:
@@ -178,7 +206,9 @@ def test_email_kind_is_the_email_regex_then_the_domain() -> None:
         "a@@b.com",
         "a b@c.com",
         "a\x0b@c.com",
+        "a\x1cb@c.com",
         "a\u00a0b@c.com",
+        "a\u2003b@c.com",
         "x@uni.edu",
         "x@ox.ac.uk",
         "x@y.edu.au",
@@ -189,6 +219,7 @@ def test_email_kind_is_the_email_regex_then_the_domain() -> None:
         "first.last+tag@sub.acme.io",
         "",
         None,
+        *(f"a{chr(b)}b@c.com" for b in range(128) if chr(b) != "@"),  # every ASCII character
     ]
     expected = []
     for cell in cells:
@@ -203,8 +234,9 @@ def test_email_kind_is_the_email_regex_then_the_domain() -> None:
         else:
             expected.append("education" if re.search(EDU_RE, domain) else "corporate")
     for dtype in (object, "str"):
-        kinds = email_kind(pd.Series(cells, dtype=dtype))
-        assert [None if pd.isna(k) else k for k in kinds] == expected
+        for start in (0, 3):  # also an array that starts part-way into its buffers
+            kinds = email_kind(pd.Series(cells, dtype=dtype).iloc[start:])
+            assert [None if pd.isna(k) else k for k in kinds] == expected[start:]
 
 
 def test_timestamps_parse_as_the_mixed_format_parse_does() -> None:

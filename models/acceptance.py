@@ -38,6 +38,8 @@ class PlattCalibrator:
         return 1.0 / (1.0 + math.exp(-(self.slope * margin + self.intercept)))
 
 
+# The name the pickled AcceptanceModel is logged under, inside the pyfunc's artifacts.
+ARTIFACT_KEY = "acceptance_model"
 # Below this many rows Booster.predict costs less than building the forest: ~0.1 s a booster,
 # plus Numba's import and loading the compiled kernel, ~0.7 s once a process.
 FOREST_MIN_ROWS = 20_000

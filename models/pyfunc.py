@@ -14,11 +14,9 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
 
-from models.acceptance import AcceptanceModel
+from models.acceptance import ARTIFACT_KEY, AcceptanceModel
 from models.features import redact_personal
 from models.spec import DatasetSpec, FieldType
-
-ARTIFACT_KEY = "acceptance_model"
 
 # Numbers are numbers; everything else is taken as the CRM wrote it (booleans as true/false/yes/no
 # text), because normalisation, not MLflow's type coercion, decides what a raw value means.

@@ -1,24 +1,30 @@
-"""Loading a registered model by alias: shared by the service and batch scoring."""
+"""Loading a registered model by alias: shared by the service and batch scoring.
+
+MLflow is imported where the registry is read, not with this module: a model already on disk
+(`load_saved`, e.g. from `sal score`'s cache) loads without starting MLflow, about 2 s.
+"""
 
 from __future__ import annotations
 
 import logging
+import pickle
 import platform
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import mlflow
-from mlflow import MlflowClient
-from mlflow.entities.model_registry import ModelVersion
-from mlflow.models import Model
+import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
-from models.acceptance import AcceptanceModel
+from models.acceptance import ARTIFACT_KEY, AcceptanceModel
 from models.fastpath import LeadScorer
 from models.policy import RoutingPolicy
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +58,8 @@ class LoadedModel:
 
 def alias_version(tracking_uri: str, name: str, alias: str) -> str:
     """The version an alias points at now (one registry call, no artifact download)."""
+    from mlflow import MlflowClient
+
     client = MlflowClient(tracking_uri=tracking_uri)
     return str(client.get_model_version_by_alias(name, alias).version)
 
@@ -62,17 +70,23 @@ def load_by_alias(
     alias: str,
     default_threshold: float,
     with_reports: bool = False,
+    download_to: Path | None = None,
 ) -> LoadedModel:
     """The model the alias points at, with the routing threshold stored on its version (and its
-    training report and model card when `with_reports`)."""
+    training report and model card when `with_reports`). `download_to`: the folder the model's
+    files go to (default: a temporary one)."""
+    from mlflow import MlflowClient
+
     version = MlflowClient(tracking_uri=tracking_uri).get_model_version_by_alias(name, alias)
-    return _load(tracking_uri, name, version, default_threshold, with_reports)
+    return _load(tracking_uri, name, version, default_threshold, with_reports, download_to)
 
 
 def load_version(
     tracking_uri: str, name: str, version: str, default_threshold: float
 ) -> LoadedModel:
     """One registered version, whatever alias it has (a challenger, a rollback target)."""
+    from mlflow import MlflowClient
+
     found = MlflowClient(tracking_uri=tracking_uri).get_model_version(name, version)
     return _load(tracking_uri, name, found, default_threshold, with_reports=False)
 
@@ -83,13 +97,19 @@ def _load(
     version: ModelVersion,
     default_threshold: float,
     with_reports: bool,
+    download_to: Path | None = None,
 ) -> LoadedModel:
+    import mlflow
+
     mlflow.set_tracking_uri(tracking_uri)
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version.version}"))
+    local = mlflow.artifacts.download_artifacts(
+        f"models:/{name}/{version.version}",
+        dst_path=str(download_to) if download_to is not None else None,
+    )
     # MLflow's own check of the model's requirements first maps every installed distribution to
     # its modules, about 0.9 s of every load; the same comparison is made here directly.
-    pyfunc = mlflow.pyfunc.load_model(str(local), suppress_warnings=True)
-    warn_on_mismatches(local, f"{name} v{version.version}")
+    pyfunc = mlflow.pyfunc.load_model(local, suppress_warnings=True)
+    warn_on_mismatches(Path(local), f"{name} v{version.version}")
     return LoadedModel(
         model=pyfunc.unwrap_python_model().model,
         name=name,
@@ -99,12 +119,30 @@ def _load(
     )
 
 
+def load_saved(model_dir: Path, name: str, version: str, routing_threshold: float) -> LoadedModel:
+    """A registered version from a copy of its files that MLflow downloaded earlier (what
+    `load_by_alias(download_to=...)` wrote), without MLflow: the pickled AcceptanceModel that
+    the pyfunc wraps, read where its MLmodel file says it is."""
+    artifact = _pyfunc_flavor(model_dir)["artifacts"][ARTIFACT_KEY]
+    with (model_dir / artifact["path"]).open("rb") as handle:
+        model = pickle.load(handle)
+    if not isinstance(model, AcceptanceModel):
+        raise TypeError(f"{model_dir}: holds a {type(model).__name__}, not an AcceptanceModel")
+    warn_on_mismatches(model_dir, f"{name} v{version}")
+    return LoadedModel(model=model, name=name, version=version, routing_threshold=routing_threshold)
+
+
+def _pyfunc_flavor(model_dir: Path) -> dict:
+    # MLmodel is YAML; reading it directly spares loading MLflow for a model already on disk.
+    mlmodel = yaml.safe_load((model_dir / "MLmodel").read_text(encoding="utf-8")) or {}
+    return (mlmodel.get("flavors") or {}).get("python_function") or {}
+
+
 def warn_on_mismatches(model_dir: Path, model: str) -> list[str]:
     """Log (and return) each way this environment differs from the one the model was saved in:
     the Python minor version and the pinned packages of its requirements.txt."""
     found = []
-    saved = Model.load(model_dir / "MLmodel").flavors.get("python_function", {})
-    trained_on = str(saved.get("python_version", ""))
+    trained_on = str(_pyfunc_flavor(model_dir).get("python_version", ""))
     running = f"{sys.version_info.major}.{sys.version_info.minor}"
     if trained_on and not (trained_on + ".").startswith(running + "."):
         found.append(f"Python {trained_on} (this is {platform.python_version()})")
@@ -136,6 +174,8 @@ def _reports(tracking_uri: str, run_id: str | None) -> dict[str, str]:
     """The training run's HTML reports by name (none for runs older than the reports)."""
     if run_id is None:
         return {}
+    import mlflow
+
     with tempfile.TemporaryDirectory() as tmp:
         try:
             folder = mlflow.artifacts.download_artifacts(

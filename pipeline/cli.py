@@ -170,13 +170,15 @@ def score(
 ) -> None:
     """Score a file of leads with the registered champion: the API's fields, one row a lead."""
     from models.decision import DEFAULT_ROUTING_THRESHOLD, DEFAULT_SLA_HOURS
-    from models.registry import load_by_alias
+    from pipeline.modelcache import load_alias
     from pipeline.score import score_file
 
     settings = get_settings()
     name = settings.registered_name(model_name)
     with _user_errors():
-        loaded = load_by_alias(settings.tracking_uri, name, alias, DEFAULT_ROUTING_THRESHOLD)
+        loaded = load_alias(
+            settings.tracking_uri, name, alias, DEFAULT_ROUTING_THRESHOLD, settings.cache_dir
+        )
         rejects = rejects or output.with_name(f"{output.stem}.rejects.csv")
         report = score_file(data, loaded, output, DEFAULT_SLA_HOURS, reasons, rejects, workers)
     typer.echo(

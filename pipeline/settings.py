@@ -27,6 +27,8 @@ class PipelineSettings(BaseSettings):
     model_name: str | None = None  # default: the spec's model_name
     data_dir: Path = Path("data")
     reports_dir: Path = Path("reports")  # HTML of train / evaluate / monitor (also in MLflow)
+    # `sal score`'s copy of the model it last resolved in a SQLite registry (pipeline/modelcache)
+    cache_dir: Path = Path(".sal-cache")
     database_url: str = DEFAULT_DATABASE_URL  # the service's (same variable as `sal serve`)
 
     @field_validator("tracking_uri")
@@ -34,9 +36,9 @@ class PipelineSettings(BaseSettings):
     def _absolute_sqlite(cls, uri: str) -> str:
         return absolute_sqlite(uri)
 
-    @field_validator("artifact_root")
+    @field_validator("artifact_root", "cache_dir")
     @classmethod
-    def _absolute_root(cls, path: Path) -> Path:
+    def _absolute_path(cls, path: Path) -> Path:
         return path.resolve()
 
     def registered_name(self, given: str | None = None) -> str:

@@ -23,9 +23,10 @@ from tests.conftest import ADMIN_KEY, AUTH, ROOT
 
 
 @pytest.fixture
-def cli_env(serve_settings, monkeypatch):
+def cli_env(serve_settings, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("SAL_TRACKING_URI", serve_settings.tracking_uri)
+    monkeypatch.setenv("SAL_CACHE_DIR", str(tmp_path / "model-cache"))
     get_settings.cache_clear()
     yield serve_settings
     get_settings.cache_clear()

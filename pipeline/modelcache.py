@@ -1,0 +1,117 @@
+"""`sal score`'s local copy of the model an alias points at, so a run need not start MLflow.
+
+Resolving an alias through MLflow imports MLflow and its SQL store and queries the registry:
+about 2 s of a `sal score` run, which is most of a short marketing list's. Most runs find the
+registry as the last one left it, so the last resolution is kept on disk: the version, its
+routing threshold and the model's files as MLflow downloaded them.
+
+A copy is used only while the registry cannot have changed. That is knowable for a SQLite
+registry: every write changes its file (or its write-ahead log), so a copy is filed under the
+files' inode, size and modification time, and a write of any kind (an alias moved, a run logged)
+makes the next run resolve through MLflow again. A file changed within the last few seconds is
+never trusted, as its time stamp might not show a second write in the same tick. Any other
+registry (PostgreSQL, a tracking server) is resolved through MLflow every time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+from models.registry import LoadedModel, load_by_alias, load_saved
+
+log = logging.getLogger(__name__)
+
+_ENTRY = "entry.json"
+_MODEL = "model"
+# How long a registry file must have been left alone before a copy is filed under its state.
+_SETTLED_SECONDS = 2.0
+
+
+def load_alias(
+    tracking_uri: str, name: str, alias: str, default_threshold: float, cache_dir: Path
+) -> LoadedModel:
+    """The model `alias` points at, as models.registry.load_by_alias loads it; from
+    `cache_dir` when an earlier run filed it there under the registry's present state."""
+    database = _sqlite_file(tracking_uri)
+    if database is None:
+        return load_by_alias(tracking_uri, name, alias, default_threshold)
+    state = _state(database)
+    home = cache_dir / _digest(tracking_uri, name, alias, repr(default_threshold))
+    entry = home / state
+    if (entry / _ENTRY).is_file():
+        try:
+            return _read(entry, name)
+        except Exception as exc:  # a damaged copy is a miss, never a failed run
+            log.warning("%s: unreadable cached model (%s); loading from the registry", entry, exc)
+    partial = home / f".partial-{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        loaded = load_by_alias(
+            tracking_uri, name, alias, default_threshold, download_to=partial / _MODEL
+        )
+        if _state(database) == state and _settled(database):
+            _file(partial, entry, loaded)
+        return loaded
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _read(entry: Path, name: str) -> LoadedModel:
+    saved = json.loads((entry / _ENTRY).read_text(encoding="utf-8"))
+    return load_saved(entry / _MODEL, name, saved["version"], saved["routing_threshold"])
+
+
+def _file(partial: Path, entry: Path, loaded: LoadedModel) -> None:
+    """Move a complete download into place under the registry's state, and drop the copies
+    filed under states that are gone. Another run filing the same state first is fine."""
+    record = {"version": loaded.version, "routing_threshold": loaded.routing_threshold}
+    (partial / _ENTRY).write_text(json.dumps(record), encoding="utf-8")
+    try:
+        partial.rename(entry)
+    except OSError:  # filed meanwhile by a run alongside (rename won't replace a full folder)
+        return
+    for other in entry.parent.iterdir():
+        if other != entry and not other.name.startswith(".partial-"):
+            shutil.rmtree(other, ignore_errors=True)
+
+
+def _sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a `sqlite:///` registry (None for any other)."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix):
+        return None
+    path = Path(tracking_uri.removeprefix(prefix).split("?", 1)[0])
+    return path if path.is_file() else None
+
+
+def _files(database: Path) -> list[Path]:
+    # SQLite writes to the log first, when the database is in write-ahead-log mode.
+    return [database, database.with_name(f"{database.name}-wal")]
+
+
+def _state(database: Path) -> str:
+    """A name for the registry files as they are now: any write gives another."""
+    parts = []
+    for path in _files(database):
+        try:
+            found = path.stat()
+        except FileNotFoundError:
+            parts.append(f"{path.name}:-")
+            continue
+        parts.append(f"{path.name}:{found.st_ino}:{found.st_size}:{found.st_mtime_ns}")
+    return _digest(*parts)
+
+
+def _settled(database: Path) -> bool:
+    newest = max((p.stat().st_mtime for p in _files(database) if p.exists()), default=0.0)
+    return time.time() - newest >= _SETTLED_SECONDS
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:20]

@@ -114,6 +114,7 @@ def child_env(workdir: Path, **extra: str) -> dict[str, str]:
     env.update(
         SAL_TRACKING_URI=tracking,
         SAL_ARTIFACT_ROOT=str(workdir / "mlartifacts"),
+        SAL_CACHE_DIR=str(workdir / "sal-cache"),
         MLFLOW_TRACKING_URI=tracking,
         MLFLOW_DISABLE_TELEMETRY="true",
         DO_NOT_TRACK="true",
@@ -497,8 +498,11 @@ def bench_batch(workdir: Path, rows: int, seed: int, env: dict[str, str]) -> Bat
     gen = generate(rows, seed + 1, big, env)
     small = workdir / "batch-small.csv"
     _head(big, small, OVERHEAD_ROWS)
-    log.info("batch: sal score on %s leads (twice, the faster counts)", f"{OVERHEAD_ROWS:,}")
-    overhead = min((_score(small, env) for _ in range(2)), key=lambda run: run.seconds)
+    # The first run resolves the alias through MLflow and keeps the model in sal score's cache;
+    # the later ones (and the big file's) take it from there, as repeated runs do.
+    log.info("batch: sal score on %s leads (three times)", f"{OVERHEAD_ROWS:,}")
+    first, *again = (_score(small, env) for _ in range(3))
+    overhead = min(again, key=lambda run: run.seconds)
     log.info("batch: sal score on %s leads", f"{rows:,}")
     run = _score(big, env)
     scored = int(_SCORED.search(run.stdout)[1].replace(",", ""))  # type: ignore[index]
@@ -512,6 +516,7 @@ def bench_batch(workdir: Path, rows: int, seed: int, env: dict[str, str]) -> Bat
         peak_rss_gib=round(run.peak_rss_bytes / 1024**3, 3),
         overhead_rows=OVERHEAD_ROWS,
         overhead_seconds=round(overhead.seconds, 2),
+        first_overhead_seconds=round(first.seconds, 2),
         scoring_seconds=round(scoring_seconds, 2),
         scoring_leads_per_second=round((scored - OVERHEAD_ROWS) / scoring_seconds, 1),
     )

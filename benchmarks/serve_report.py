@@ -86,7 +86,8 @@ class BatchResult:
     leads_per_second: float
     peak_rss_gib: float
     overhead_rows: int
-    overhead_seconds: float
+    overhead_seconds: float  # the small file again, the model taken from sal score's cache
+    first_overhead_seconds: float  # the small file first, the alias resolved through MLflow
     scoring_seconds: float  # big minus small: the time that grows with the file
     scoring_leads_per_second: float
 
@@ -229,7 +230,9 @@ def _render_batch(batch: BatchResult | None) -> list[str]:
         return ["CLI batch scoring: not measured (--batch-rows 0)"]
     return [
         f"{'CLI batch scoring (sal score)':<36}{'leads':>14}{'wall s':>14}{'leads/s':>14}",
-        f"{'  start-up: sal score, small file':<36}{batch.overhead_rows:>14,}"
+        f"{'  start-up, first run (via MLflow)':<36}{batch.overhead_rows:>14,}"
+        f"{batch.first_overhead_seconds:>14.2f}{'':>14}",
+        f"{'  start-up, next runs (cached model)':<36}{batch.overhead_rows:>14,}"
         f"{batch.overhead_seconds:>14.2f}{'':>14}",
         f"{'  end to end':<36}{batch.leads_scored:>14,}{batch.seconds:>14.2f}"
         f"{batch.leads_per_second:>14,.0f}",

@@ -106,4 +106,8 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
     @staticmethod
     def _codes(values: pd.Series, vocabulary: dict[str, int]) -> np.ndarray:
         other = len(vocabulary) + 1
+        if isinstance(values.dtype, pd.CategoricalDtype):  # looked up per category, then spread
+            known = codes_of(values.cat.categories, vocabulary, other, MISSING_CODE, np.float32)
+            # A missing value's code is -1: it picks the MISSING_CODE put last.
+            return np.append(known, np.float32(MISSING_CODE))[values.cat.codes.to_numpy()]
         return codes_of(values.to_numpy(), vocabulary, other, MISSING_CODE, np.float32)

@@ -69,6 +69,9 @@ _EMAIL_DOMAIN_RE = r"(?:[a-z0-9-]+\.)+[a-z]{2,}$"
 EMAIL_RE = rf"^{_EMAIL_USER_RE}@{_EMAIL_DOMAIN_RE}"
 EDU_RE = r"(?:\.edu|\.ac\.[a-z]{2}|\.edu\.[a-z]{2})$"
 
+# Field types whose clean values are text (a personal name's is its presence, 1.0).
+_TEXT_VALUED = frozenset((FieldType.categorical, FieldType.text, FieldType.email, FieldType.phone))
+
 # Derived from the timestamp: sales capacity differs by weekday and near month-end.
 TIME_FEATURES = ("mql_weekday", "mql_days_to_month_end")
 # Rows looked at to decide whether a column repeats its values enough to parse distinct values.
@@ -84,12 +87,16 @@ class Parsed:
     bad: np.ndarray
 
 
-def parse_field(raw: pd.Series, field: FieldSpec, markers: frozenset[str]) -> Parsed:
+def parse_field(
+    raw: pd.Series, field: FieldSpec, markers: frozenset[str], categorical: bool = False
+) -> Parsed:
     """Parse one column of raw cells (text from a file, or typed values from an API/DataFrame).
 
     A cell parses on its own, whatever its neighbours, so a long text column with few distinct
     values (most CRM fields: a million rows, a few hundred values) is parsed once per distinct
     value and the results are spread back over the rows: the same answer, several times faster.
+    `categorical`: such a column's text values come as a pandas categorical (the same values),
+    which the encoder and the rules then read per distinct value too.
     """
     if not _few_distinct(raw):
         return _parse_cells(raw, field, markers)
@@ -101,11 +108,15 @@ def parse_field(raw: pd.Series, field: FieldSpec, markers: frozenset[str]) -> Pa
         distinct = pd.concat([distinct, raw.iloc[first_null : first_null + 1]], ignore_index=True)
         codes = np.where(nulls, len(distinct) - 1, codes)
     parsed = _parse_cells(distinct, field, markers)
-    return Parsed(
-        values=parsed.values.iloc[codes].set_axis(raw.index),
-        missing=parsed.missing[codes],
-        bad=parsed.bad[codes],
-    )
+    names = field.type is FieldType.text and field.is_personal  # kept as presence, not text
+    if categorical and field.type in _TEXT_VALUED and not names:
+        # The distinct cells' values, themselves made distinct ("Software" and "software" are one).
+        value_codes, values = pd.factorize(parsed.values, use_na_sentinel=True)
+        spread = pd.Categorical.from_codes(value_codes[codes], categories=values)
+        column = pd.Series(spread, index=raw.index)
+    else:
+        column = parsed.values.iloc[codes].set_axis(raw.index)
+    return Parsed(values=column, missing=parsed.missing[codes], bad=parsed.bad[codes])
 
 
 def _few_distinct(raw: pd.Series) -> bool:

@@ -114,6 +114,10 @@ class LeadStream:
     warnings and the rejects file are settled after the last chunk. Iterating to the end sets
     `report` or raises LoadError (a refused file): callers must not treat what they made of the
     chunks as final before then.
+
+    `categorical`: the clean view's text columns of few distinct values come as pandas
+    categoricals (the same values), which the encoder and the rule criteria read per distinct
+    value: what a scorer of big files asks for.
     """
 
     def __init__(
@@ -123,14 +127,14 @@ class LeadStream:
         rejects_path: Path | None = None,
         labelled: bool = True,
         chunk_rows: int | None = 100_000,
+        categorical: bool = False,
     ) -> None:
         self.path, self.spec, self.rejects_path = Path(path), spec, rejects_path
-        self.labelled, self.chunk_rows = labelled, chunk_rows
+        self.labelled, self.chunk_rows, self.categorical = labelled, chunk_rows, categorical
         self.report: LoadReport | None = None
 
     def __iter__(self) -> Iterator[LeadChunk]:
-        job = _Job(self.spec, self.labelled, self._required, self.path.suffix, _as_is)
-        yield from self._run(partial(_at_once, job.run), in_flight=0)
+        yield from self._run(partial(_at_once, self._job(_as_is).run), in_flight=0)
 
     def map(self, work: Callable[[LeadChunk], T], processes: int) -> Iterator[T]:
         """`work(chunk)` for every chunk, in file order. With `processes` > 0 the chunks are
@@ -138,7 +142,7 @@ class LeadStream:
         holds, e.g. a loaded model) instead of receiving it: validation is Python and pandas
         holding the GIL, so threads alone leave all but one core idle. The pool is forked
         before this stream starts any thread of its own. With 0, in this process."""
-        job = _Job(self.spec, self.labelled, self._required, self.path.suffix, work)
+        job = self._job(work)
         if processes <= 0:
             # In this process, two chunks at a time on threads: what lets go of the GIL (Arrow,
             # LightGBM) then overlaps with the other chunk's checks.
@@ -162,6 +166,10 @@ class LeadStream:
             head = handle.read(_SAMPLE_BYTES)
         lines = head.count(b"\n") * self.path.stat().st_size / max(len(head), 1)
         return max(round(lines) - 1, 0)  # the header is not a row
+
+    def _job(self, work: Callable[[LeadChunk], object]) -> _Job:
+        spec, suffix = self.spec, self.path.suffix
+        return _Job(spec, self.labelled, self._required, suffix, work, self.categorical)
 
     @property
     def _required(self) -> list[str]:
@@ -220,12 +228,15 @@ class _Job:
     required: list[str]
     suffix: str
     work: Callable[[LeadChunk], object]
+    categorical: bool = False
 
     def run(
         self, table: pa.Table, start: int, earlier: dict[str, int] | None
     ) -> tuple[object, _Checked]:
         raw = _frame(table, start, self.suffix)
-        frame, clean, checked = _check_rows(raw, self.spec, self.labelled, self.required, earlier)
+        frame, clean, checked = _check_rows(
+            raw, self.spec, self.labelled, self.required, earlier, self.categorical
+        )
         return self.work(LeadChunk(frame=frame, clean=clean)), checked
 
 
@@ -292,11 +303,13 @@ def _check_rows(
     labelled: bool,
     required: list[str],
     earlier: dict[str, int] | None,
+    categorical: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame, _Checked]:
     """Validate rows whose index is their row number - 1 (a chunk's starts where it does):
-    the kept rows' raw text and clean view, and what was found."""
+    the kept rows' raw text and clean view (see LeadStream for `categorical`), and what was
+    found."""
     parsed = {
-        name: parse_field(raw[name], f, spec.missing_markers(name))
+        name: parse_field(raw[name], f, spec.missing_markers(name), categorical)
         for name, f in spec.fields.items()
     }
     stamps = parse_timestamps(raw[spec.timestamp]) if spec.timestamp else None

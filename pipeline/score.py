@@ -54,7 +54,9 @@ def score_file(
     core, up to _MAX_WORKERS), where that is safe (see _processes).
     """
     spec = loaded.model.spec
-    stream = LeadStream(path, spec, rejects, labelled=False, chunk_rows=CHUNK_ROWS)
+    stream = LeadStream(
+        path, spec, rejects, labelled=False, chunk_rows=CHUNK_ROWS, categorical=True
+    )
 
     def score_chunk(chunk: LeadChunk) -> _ScoredChunk:
         ids = chunk.frame[spec.id].to_numpy() if spec.id else None

@@ -206,6 +206,39 @@ def test_batch_file_scored_in_worker_processes_is_the_file_scored_here(
     assert problems[9_001] == "duplicate lead id (first seen at row 3001)"
 
 
+def test_big_chunks_score_text_columns_as_categories_with_the_same_result(loaded, tmp_path):
+    """Chunks of 16,384 rows or more parse text columns per distinct value and hand them on as
+    pandas categoricals; the file's scores are byte for byte those of the object columns that
+    training and the API use (the whole-file loader's clean view, scored as one table)."""
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    import pipeline.score as batch
+    from models.scoring import score_clean
+    from pipeline.generate import generate_leads, write_leads
+    from pipeline.load import LeadStream
+
+    frame = generate_leads(20_000, seed=11).astype(object)
+    rng = np.random.default_rng(1)
+    for column in ("industry", "job_title", "country"):  # variant spellings and blanks
+        rows = rng.random(len(frame)) < 0.2
+        frame.loc[rows, column] = rng.choice(
+            np.array(ODD_VALUES.get(column, ["", "N/A"])), rows.sum()
+        )
+    path = write_leads(frame, tmp_path / "leads.csv")
+    spec = loaded.model.spec
+    (chunk,) = LeadStream(path, spec, labelled=False, chunk_rows=None, categorical=True)
+    assert isinstance(chunk.clean["industry"].dtype, pd.CategoricalDtype)  # the path is taken
+
+    batch.score_file(path, loaded, tmp_path / "scored.csv", workers=0)
+    leads = load_leads(path, spec, labelled=False)
+    assert not any(isinstance(d, pd.CategoricalDtype) for d in leads.clean.dtypes)
+    table = score_clean(loaded, leads.clean, leads.frame[spec.id].to_numpy(), 24).table
+    expected = pa.BufferOutputStream()
+    pacsv.write_csv(pa.Table.from_pandas(table, preserve_index=False), expected)
+    assert (tmp_path / "scored.csv").read_bytes() == expected.getvalue().to_pybytes()
+
+
 def test_how_many_worker_processes_a_batch_file_gets(loaded, monkeypatch) -> None:
     import pipeline.score as batch
 

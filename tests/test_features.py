@@ -143,6 +143,14 @@ def test_encoder_codes_missing_rare_and_unseen(tiny_spec) -> None:
     assert encoder.describe_code("industry", other) == "other"
     assert encoder.monotone_constraints[encoder.feature_names_.index("demo_requested")] == 1
     assert matrix.dtype == np.float32 and np.isnan(matrix[3, 1])
+    # The same values as pandas categoricals (as a batch scorer's clean view holds them), a
+    # column with no value at all among them: the same codes.
+    blank = serve.assign(email=[None] * 4)
+    for frame in (serve, blank):
+        as_categories = frame.astype({"industry": "category", "email": "category"})
+        np.testing.assert_array_equal(
+            encoder.transform(as_categories), encoder.transform(frame), strict=True
+        )
 
 
 def test_redacted_leads_score_like_the_originals(builtin_spec) -> None:

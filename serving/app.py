@@ -8,6 +8,7 @@ model is derived from the dataset spec the service is configured with.
 import asyncio
 import hmac
 import logging
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -80,6 +81,7 @@ def create_app(settings: ServeSettings, holder: ModelHolder | None = None) -> Fa
         lifespan=lifespan,
         description="Scores MQLs: P(accept), P(SQL), rule criteria, reasons and route.",
     )
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     bearer = HTTPBearer(auto_error=False, description="API key (scoring or admin role)")
     # Encoded once here: the key check runs on every request.
     admin_keys = _encoded(settings.admin_keys)
@@ -352,6 +354,28 @@ def _flag(value: str | None, name: str) -> bool:
     except ValidationError as exc:
         errors = [{**e, "loc": ("query", name)} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 with one entry per field, as FastAPI gives it, whatever the client sent: FastAPI's own
+    handler fails (a 500) on an input JSON cannot hold, such as 1e309 (inf) or invalid UTF-8."""
+    assert isinstance(exc, RequestValidationError)
+    body = {"detail": _json_safe(exc.errors())}
+    return JSONResponse(body, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+def _json_safe(value: object) -> object:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf", "nan"
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if value is None or isinstance(value, str | int | float):
+        return value
+    return str(value)  # an exception in "ctx", a datetime...
 
 
 def _body_errors(exc: ValidationError) -> list[dict[str, Any]]:

@@ -8,20 +8,32 @@ listed in the OpenAPI schema without being enforced (an unknown value is scored 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from models.spec import DatasetSpec, FieldSpec, FieldType
 
 _TEXT_LIMIT = 320  # the longest valid e-mail address; no lead field needs more
 
 
+def _without_nul(text: str) -> str:
+    # PostgreSQL cannot store it, and SQLite's JSON functions end a text there: "a\0b" would be
+    # logged as lead "a".
+    if "\x00" in text:
+        raise ValueError("text must not contain the NUL character (\\u0000)")
+    return text
+
+
+# Any text a client sends: what the scoring log and outcome store keep must be what was sent.
+Text = Annotated[str, AfterValidator(_without_nul)]
+
+
 def lead_model(spec: DatasetSpec, forbid_unknown: bool = True) -> type[BaseModel]:
     """A pydantic model of one lead, named after the spec, with one optional field per column."""
     fields: dict[str, Any] = {}
     if spec.id:
-        fields[spec.id] = (str | None, Field(default=None, max_length=200, description="Lead id."))
+        fields[spec.id] = (Text | None, Field(default=None, max_length=200, description="Lead id."))
     if spec.timestamp:
         fields[spec.timestamp] = (
             datetime | None,
@@ -43,6 +55,7 @@ def _field(field: FieldSpec) -> tuple[Any, Any]:
         case FieldType.numeric:
             return float | None, Field(
                 default=None,
+                allow_inf_nan=False,  # 1e309 is valid JSON, and no number of anything
                 ge=field.min,
                 le=field.max,
                 description=field.description,
@@ -55,14 +68,14 @@ def _field(field: FieldSpec) -> tuple[Any, Any]:
         case FieldType.categorical if field.values:
             extra["examples"] = list(field.values)
             description = (field.description or "") + " Known values: " + ", ".join(field.values)
-            return str | None, Field(
+            return Text | None, Field(
                 default=None,
                 max_length=_TEXT_LIMIT,
                 description=description.strip(),
                 json_schema_extra=extra,
             )
         case _:
-            return str | None, Field(
+            return Text | None, Field(
                 default=None,
                 max_length=_TEXT_LIMIT,
                 description=field.description or field.type.value,
@@ -75,9 +88,9 @@ class OutcomeBase(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    lead_id: str = Field(min_length=1, max_length=200)
+    lead_id: Text = Field(min_length=1, max_length=200)
     accepted: bool
-    rejection_reason: str | None = Field(default=None, max_length=200)
+    rejection_reason: Text | None = Field(default=None, max_length=200)
     decided_at: datetime | None = None
     sql: bool | None = Field(default=None, description="became a sales-qualified lead")
     sql_at: datetime | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -98,10 +99,18 @@ def test_outcome_for_an_unscored_lead(client, engine) -> None:
         {"lead_id": "", "accepted": True},
         {"lead_id": "X", "accepted": "maybe"},
         {"lead_id": "X"},
+        {"lead_id": "X\u0000Y", "accepted": True},
+        {"lead_id": "X", "accepted": False, "rejection_reason": "bad\u0000"},
+        {"lead_id": "X", "accepted": True, "lead": {"web_visits": float("inf")}},
     ],
 )
 def test_bad_outcomes_are_422(client, body) -> None:
-    assert client.post("/v1/outcomes", json=body, headers=ADMIN).status_code == 422
+    response = client.post(
+        "/v1/outcomes",
+        content=json.dumps(body),  # json.dumps writes infinity as Infinity, as some clients do
+        headers={**ADMIN, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422, response.text
 
 
 def test_outcomes_need_the_admin_role(client) -> None:

@@ -79,6 +79,8 @@ def test_unknown_category_and_missing_fields_are_scored(client) -> None:
         ({"demo_requested": "perhaps"}, "demo_requested"),
         ({"favourite_colour": "blue"}, "favourite_colour"),
         ({"mql_at": "last tuesday"}, "mql_at"),
+        ({"lead_id": "L1\u0000x"}, "lead_id"),  # would be logged as "L1"
+        ({"job_title": "VP\u0000"}, "job_title"),
     ],
 )
 def test_bad_input_is_a_422_naming_the_field(client, body, field) -> None:
@@ -87,13 +89,33 @@ def test_bad_input_is_a_422_naming_the_field(client, body, field) -> None:
     assert any(field in map(str, error["loc"]) for error in response.json()["detail"])
 
 
-def test_malformed_json_is_a_422(client) -> None:
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        (b'{"web_visits": 1e309}', "web_visits"),  # valid JSON, read as infinity
+        (b'{"lead_score": -1e309}', "lead_score"),
+        (b'{"web_visits": Infinity}', "web_visits"),
+        (b'{"web_visits": NaN}', "web_visits"),
+        (b'{"demo_requested": NaN}', "demo_requested"),
+        (b'[{"lead_score": 12}, {"lead_score": -Infinity}]', "lead_score"),
+    ],
+)
+def test_numbers_must_be_finite_and_the_error_says_so(client, content, field) -> None:
+    """Not a 500: an error that quotes an infinite input must still be valid JSON."""
     response = client.post(
-        "/v1/leads/score",
-        content=b'{"industry": ',
-        headers={**AUTH, "Content-Type": "application/json"},
+        "/v1/leads/score", content=content, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert any(field in map(str, error["loc"]) for error in response.json()["detail"])
+
+
+@pytest.mark.parametrize("content", [b'{"industry": ', b'{"industry": "\xff"}', b"not json \xff"])
+def test_malformed_json_is_a_422(client, content) -> None:
+    response = client.post(
+        "/v1/leads/score", content=content, headers={**AUTH, "Content-Type": "application/json"}
     )
     assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
 
 
 def test_oversize_batch_is_a_413(client, leads) -> None:

@@ -34,6 +34,8 @@ from models.features import (
     PLACEHOLDERS,
     TIME_FEATURES,
     lower_one,
+    parse_timestamps,
+    time_features,
 )
 from models.spec import FALSE_WORDS, TRUE_WORDS, DatasetSpec, FieldSpec, FieldType
 
@@ -250,10 +252,14 @@ def _converter(field: FieldSpec, markers: frozenset[str]) -> Callable[[object], 
 
     def numeric(value: object) -> object:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:  # an int past float's range: pandas makes it missing
+                return NAN
         else:
             text = text_of(value)
-            if text is None:
+            # float() also reads "1_000" and non-ASCII digits, which pd.to_numeric does not.
+            if text is None or not text.isascii() or "_" in text:
                 return NAN
             try:
                 number = float(text.replace(",", ""))
@@ -328,7 +334,11 @@ def _is_number(text: str) -> bool:
 
 
 def _time_features(value: object) -> dict[str, float]:
-    stamp = _as_utc_naive(value)
+    try:
+        stamp = _as_utc_naive(value)
+    except (OverflowError, ValueError):  # in UTC before year 1 or after 9999: past `datetime`
+        frame = time_features(parse_timestamps(pd.Series([value], dtype=object)))
+        return {name: float(frame[name].iloc[0]) for name in TIME_FEATURES}
     if stamp is None:
         return dict.fromkeys(TIME_FEATURES, NAN)
     last_day = calendar.monthrange(stamp.year, stamp.month)[1]
@@ -347,7 +357,8 @@ def _as_utc_naive(value: object) -> datetime | None:
         parsed = pd.to_datetime(str(value), errors="coerce", utc=True)
         if pd.isna(parsed):
             return None
-        return parsed.tz_localize(None).to_pydatetime()
+        # The features need the date only: nanoseconds go without a warning per request.
+        return parsed.tz_localize(None).to_pydatetime(warn=False)
     return stamp.astimezone(UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+from pandas.errors import OutOfBoundsDatetime
 
 from models.spec import FALSE_WORDS, TRUE_WORDS, DatasetSpec, FieldSpec, FieldType
 
@@ -188,23 +189,48 @@ def assemble_clean(
 
 def parse_timestamps(raw: pd.Series) -> pd.Series:
     """Timestamps as naive UTC datetimes; unreadable cells become NaT (validation reports them)."""
+    try:
+        stamps = _utc_stamps(raw)
+    except OutOfBoundsDatetime:
+        # A cell with nanoseconds and another in a year outside 1677-2262 fit no one resolution
+        # pandas can pick for the column (it raises, `coerce` or not). The features need no
+        # more than microseconds; a column that still does not fit is read cell by cell.
+        text = raw.astype("str")
+        try:
+            stamps = _utc_stamps(text.str.replace(r"(\.\d{6})\d+", r"\1", regex=True))
+        except OutOfBoundsDatetime:
+            stamps = _utc_stamps_one_by_one(text)
+    return stamps.dt.tz_localize(None)
+
+
+def _utc_stamps(raw: pd.Series) -> pd.Series:
     # ISO 8601 (what CRMs export) parses 2-3x faster than format="mixed", which infers a
     # format cell by cell; the cells it does not take get the mixed parse they always had.
     stamps = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
     retry = (stamps.isna() & raw.notna()).to_numpy()
     if retry.any():
         stamps[retry] = pd.to_datetime(raw[retry], errors="coerce", utc=True, format="mixed")
-    return stamps.dt.tz_localize(None)
+    return stamps
+
+
+def _utc_stamps_one_by_one(text: pd.Series) -> pd.Series:
+    def one(cell: str) -> pd.Timestamp:
+        try:
+            stamp = _utc_stamps(pd.Series([cell], dtype="str")).iloc[0]
+        except OutOfBoundsDatetime:
+            return pd.NaT
+        return stamp if pd.isna(stamp) else stamp.as_unit("us", round_ok=True)
+
+    return pd.Series(map_values(text, one).tolist(), index=text.index, dtype="datetime64[us, UTC]")
 
 
 def time_features(stamps: pd.Series) -> pd.DataFrame:
-    month_end = stamps + pd.offsets.MonthEnd(0)
+    """Weekday and days left in the month. Read off the date's fields, with no date arithmetic,
+    which would overflow for a stamp near the ends of the range pandas can hold."""
     return pd.DataFrame(
         {
             "mql_weekday": stamps.dt.day_of_week.astype("float64"),
-            "mql_days_to_month_end": (
-                month_end.dt.normalize() - stamps.dt.normalize()
-            ).dt.days.astype("float64"),
+            "mql_days_to_month_end": (stamps.dt.days_in_month - stamps.dt.day).astype("float64"),
         },
         index=stamps.index,
     )

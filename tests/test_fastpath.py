@@ -24,14 +24,19 @@ ODD_VALUES = {
         # Arabic-Indic and full-width digits
         *("١٢٣٤٥٦٧٨", "+1 \uff12\uff10\uff12 \uff15\uff15\uff15 \uff10\uff11\uff10\uff10"),
     ],
-    "web_visits": ["1,200", "7", 3.0, -1, "lots", None, "inf", "unknown"],
+    "web_visits": ["1,200", "7", 3.0, -1, "lots", None, "inf", "unknown", "1_000", "١٢"],
     "demo_requested": [True, False, "Yes", "n", "maybe", None, "1", "İ"],
     "job_title": [
         *("VP, Engineering", "Geschäftsführer", "  head of IT ", None, "--"),
         *("İK Müdürü", "ΔΙΕΥΘΥΝΤΗΣ ΠΩΛΗΣΕΩΝ", "Directeur\u00a0Général"),  # Arrow lowercases these
     ],
     "first_name": ["Ann", "", None],
-    "mql_at": ["2026-01-31 23:59:00", "2026-02-01T00:30:00+02:00", "garbage", None],
+    "mql_at": [
+        *("2026-01-31 23:59:00", "2026-02-01T00:30:00+02:00", "garbage", None),
+        # past Python's datetime once in UTC; nanoseconds in a column with year 3000
+        *("9999-12-31T23:59:59-00:01", "0001-01-01T00:00:00+00:01", "3000-01-01"),
+        "2262-04-11T23:47:16.854775807",
+    ],
 }
 
 

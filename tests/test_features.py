@@ -19,6 +19,7 @@ from models.features import (
     parse_timestamps,
     phone_kind,
     redact_personal,
+    time_features,
 )
 
 
@@ -245,6 +246,43 @@ def test_email_kind_is_the_email_regex_then_the_domain() -> None:
         for start in (0, 3):  # also an array that starts part-way into its buffers
             kinds = email_kind(pd.Series(cells, dtype=dtype).iloc[start:])
             assert [None if pd.isna(k) else k for k in kinds] == expected[start:]
+
+
+def test_timestamps_at_the_ends_of_the_range_are_read_not_refused() -> None:
+    """Nanoseconds in one cell and a year outside 1677-2262 in another fit no single pandas
+    resolution: such a column is read to the microsecond instead of failing the whole file,
+    and its time features need no date arithmetic that could overflow."""
+    cells = [
+        *("3000-01-01", "2026-01-01T00:00:00.000000001", "2262-04-11T23:47:16.854775807"),
+        *("1677-09-21T00:12:43.145224193", "9999-12-31T23:59:59-00:01", "garbage", None),
+    ]
+    for dtype in (object, "str"):
+        stamps = parse_timestamps(pd.Series(cells, dtype=dtype))
+        assert stamps.iloc[:4].tolist() == [
+            pd.Timestamp("3000-01-01"),
+            pd.Timestamp("2026-01-01"),
+            pd.Timestamp("2262-04-11 23:47:16.854775"),
+            pd.Timestamp("1677-09-21 00:12:43.145224"),
+        ]
+        # In UTC a minute past the year 9999, which pandas (unlike Python) can hold.
+        assert (stamps.iloc[4].year, stamps.iloc[4].minute) == (10_000, 0)
+        assert stamps.iloc[5:].isna().all()
+        features = time_features(stamps)
+        assert features.iloc[:5].to_numpy().tolist() == [
+            [2.0, 30.0],  # Wednesday 1 January 3000
+            [3.0, 30.0],
+            [4.0, 19.0],  # Friday 11 April 2262
+            [1.0, 9.0],
+            [5.0, 30.0],  # Saturday 1 January 10000
+        ]
+
+
+def test_days_to_month_end_count_as_before() -> None:
+    stamps = parse_timestamps(pd.Series(pd.date_range("2024-01-01", "2026-12-31 23:00", freq="7h")))
+    expected = (stamps + pd.offsets.MonthEnd(0)).dt.normalize() - stamps.dt.normalize()
+    np.testing.assert_array_equal(
+        time_features(stamps)["mql_days_to_month_end"].to_numpy(), expected.dt.days.to_numpy()
+    )
 
 
 def test_timestamps_parse_as_the_mixed_format_parse_does() -> None:

@@ -260,3 +260,16 @@ def test_stream_estimates_its_rows_before_reading(tmp_path, write_file, tiny_spe
     pd.read_csv(short, dtype=str, keep_default_na=False).to_parquet(path)
     assert LeadStream(path, tiny_spec).estimated_rows() == 4
     assert LeadStream(tmp_path / "leads.csv.gz", tiny_spec).estimated_rows() is None
+
+
+def test_timestamps_no_single_resolution_holds_still_load(write_file, tiny_spec) -> None:
+    """One cell with nanoseconds, another in the year 3000: pandas refuses such a column even
+    when told to coerce; the loader reads it (to the microsecond) instead of failing the file."""
+    rows = [
+        "L1,2026-01-01T00:00:00.000000001,software,120,true,ann@acme.com,accepted",
+        "L2,3000-01-01,retail,8,false,bob@gmail.com,rejected",
+        "L3,2262-04-11T23:47:16.854775807,retail,8,false,cy@corp.io,rejected",
+    ]
+    leads = load_leads(write_file("far.csv", _csv(rows)), tiny_spec)
+    assert leads.report.rows_rejected == 0
+    assert leads.clean["mql_weekday"].tolist() == [3.0, 2.0, 4.0]

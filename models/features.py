@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pandas as pd
@@ -160,7 +161,14 @@ def normalize(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
         )
         for name, field in spec.fields.items()
     }
-    stamps = parse_timestamps(frame[spec.timestamp]) if spec.timestamp in frame else None
+    stamps = None
+    if spec.timestamp:  # a frame without the column has no time: its features are missing
+        given = (
+            frame[spec.timestamp]
+            if spec.timestamp in frame
+            else pd.Series(None, index=frame.index, dtype=object)
+        )
+        stamps = parse_timestamps(given)
     return assemble_clean(parsed, stamps, spec, frame.index)
 
 
@@ -188,7 +196,12 @@ def assemble_clean(
 
 
 def parse_timestamps(raw: pd.Series) -> pd.Series:
-    """Timestamps as naive UTC datetimes; unreadable cells become NaT (validation reports them)."""
+    """Timestamps as naive UTC datetimes; unreadable cells become NaT (validation reports them).
+
+    Text and date/time values are read; a number is not (seconds or milliseconds since 1970?
+    nothing says which), nor a boolean: those cells are unreadable, as on the single-lead path.
+    """
+    raw = _date_cells(raw)
     try:
         stamps = _utc_stamps(raw)
     except OutOfBoundsDatetime:
@@ -201,6 +214,15 @@ def parse_timestamps(raw: pd.Series) -> pd.Series:
         except OutOfBoundsDatetime:
             stamps = _utc_stamps_one_by_one(text)
     return stamps.dt.tz_localize(None)
+
+
+def _date_cells(raw: pd.Series) -> pd.Series:
+    if isinstance(raw.dtype, pd.StringDtype) or pd.api.types.is_datetime64_any_dtype(raw):
+        return raw  # a file's text (the common case) or real date/times
+    if raw.dtype != object:  # numbers, booleans
+        return pd.Series(None, index=raw.index, dtype=object)
+    readable = raw.map(lambda cell: isinstance(cell, str | date))  # datetime is a date too
+    return raw.where(readable.astype(bool), None)
 
 
 def _utc_stamps(raw: pd.Series) -> pd.Series:

@@ -36,6 +36,7 @@ ODD_VALUES = {
         # past Python's datetime once in UTC; nanoseconds in a column with year 3000
         *("9999-12-31T23:59:59-00:01", "0001-01-01T00:00:00+00:01", "3000-01-01"),
         "2262-04-11T23:47:16.854775807",
+        *(1700000000, 0, True),  # not dates: seconds or milliseconds? nothing says
     ],
 }
 
@@ -91,6 +92,14 @@ def test_fast_clean_view_equals_frame_clean_view(model, leads) -> None:
         fast = scorer.clean(lead)
         expected = {k: None if pd.isna(v) else v for k, v in clean.loc[i].items()}
         assert {k: None if pd.isna(v) else v for k, v in fast.items()} == expected, lead
+
+
+def test_leads_without_a_timestamp_column_score_like_single_leads_without_one(model, leads):
+    without = leads.drop(columns=[model.spec.timestamp]).head(50)
+    scores = model.predict(without)  # the frame path: time features missing, as for one lead
+    scorer = LeadScorer(model)
+    for i, lead in enumerate(without.to_dict("records")):
+        assert scorer.score(lead).p_accept == pytest.approx(scores.loc[i, "p_accept"], abs=1e-12)
 
 
 def test_fast_contributions_equal_lightgbm_contributions(model, leads) -> None:

@@ -207,12 +207,9 @@ def parse_timestamps(raw: pd.Series) -> pd.Series:
     except OutOfBoundsDatetime:
         # A cell with nanoseconds and another in a year outside 1677-2262 fit no one resolution
         # pandas can pick for the column (it raises, `coerce` or not). The features need no
-        # more than microseconds; a column that still does not fit is read cell by cell.
-        text = raw.astype("str")
-        try:
-            stamps = _utc_stamps(text.str.replace(r"(\.\d{6})\d+", r"\1", regex=True))
-        except OutOfBoundsDatetime:
-            stamps = _utc_stamps_one_by_one(text)
+        # more than microseconds, which hold any date Python or ISO 8601 can write.
+        micro = raw.astype("str").str.replace(r"(\.\d{6})\d+", r"\1", regex=True)
+        stamps = _utc_stamps(micro)
     return stamps.dt.tz_localize(None)
 
 
@@ -233,17 +230,6 @@ def _utc_stamps(raw: pd.Series) -> pd.Series:
     if retry.any():
         stamps[retry] = pd.to_datetime(raw[retry], errors="coerce", utc=True, format="mixed")
     return stamps
-
-
-def _utc_stamps_one_by_one(text: pd.Series) -> pd.Series:
-    def one(cell: str) -> pd.Timestamp:
-        try:
-            stamp = _utc_stamps(pd.Series([cell], dtype="str")).iloc[0]
-        except OutOfBoundsDatetime:
-            return pd.NaT
-        return stamp if pd.isna(stamp) else stamp.as_unit("us", round_ok=True)
-
-    return pd.Series(map_values(text, one).tolist(), index=text.index, dtype="datetime64[us, UTC]")
 
 
 def time_features(stamps: pd.Series) -> pd.DataFrame:

@@ -7,7 +7,9 @@ the training evaluation, the pyfunc and the server.
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
@@ -133,3 +135,18 @@ class AcceptanceModel:
     @property
     def feature_names(self) -> list[str]:
         return list(self.encoder.feature_names_)
+
+
+def save_acceptance_model(model: AcceptanceModel, path: Path) -> Path:
+    with path.open("wb") as handle:
+        pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
+    return path
+
+
+def load_acceptance_model(path: Path) -> AcceptanceModel:
+    """The model a training run logged under ARTIFACT_KEY (what the pyfunc wraps)."""
+    with path.open("rb") as handle:
+        model = pickle.load(handle)
+    if not isinstance(model, AcceptanceModel):
+        raise TypeError(f"{path}: holds a {type(model).__name__}, not an AcceptanceModel")
+    return model

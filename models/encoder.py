@@ -22,10 +22,9 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from models.features import TIME_FEATURES, codes_of
-from models.spec import DatasetSpec, FieldType
+from models.spec import DatasetSpec
 
 MISSING_CODE = 0
-_CODED_TYPES = (FieldType.categorical, FieldType.email, FieldType.phone, FieldType.text)
 
 
 class LeadEncoder(TransformerMixin, BaseEstimator):
@@ -96,12 +95,7 @@ class LeadEncoder(TransformerMixin, BaseEstimator):
         }
 
     def _coded_fields(self) -> list[str]:
-        return [
-            name
-            for name, field in self.spec.fields.items()
-            if field.type in _CODED_TYPES
-            and not (field.type is FieldType.text and field.is_personal)
-        ]
+        return [name for name, field in self.spec.fields.items() if field.has_text_value]
 
     @staticmethod
     def _codes(values: pd.Series, vocabulary: dict[str, int]) -> np.ndarray:

@@ -71,9 +71,6 @@ _EMAIL_DOMAIN_RE = r"(?:[a-z0-9-]+\.)+[a-z]{2,}$"
 EMAIL_RE = rf"^{_EMAIL_USER_RE}@{_EMAIL_DOMAIN_RE}"
 EDU_RE = r"(?:\.edu|\.ac\.[a-z]{2}|\.edu\.[a-z]{2})$"
 
-# Field types whose clean values are text (a personal name's is its presence, 1.0).
-_TEXT_VALUED = frozenset((FieldType.categorical, FieldType.text, FieldType.email, FieldType.phone))
-
 # Derived from the timestamp: sales capacity differs by weekday and near month-end.
 TIME_FEATURES = ("mql_weekday", "mql_days_to_month_end")
 # Rows looked at to decide whether a column repeats its values enough to parse distinct values.
@@ -110,8 +107,7 @@ def parse_field(
         distinct = pd.concat([distinct, raw.iloc[first_null : first_null + 1]], ignore_index=True)
         codes = np.where(nulls, len(distinct) - 1, codes)
     parsed = _parse_cells(distinct, field, markers)
-    names = field.type is FieldType.text and field.is_personal  # kept as presence, not text
-    if categorical and field.type in _TEXT_VALUED and not names:
+    if categorical and field.has_text_value:
         # The distinct cells' values, themselves made distinct ("Software" and "software" are one).
         value_codes, values = pd.factorize(parsed.values, use_na_sentinel=True)
         spread = pd.Categorical.from_codes(value_codes[codes], categories=values)

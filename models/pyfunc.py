@@ -6,7 +6,6 @@ acceptance model's output, preprocessing included: nothing has to be re-implemen
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import mlflow.pyfunc
@@ -14,7 +13,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
 
-from models.acceptance import ARTIFACT_KEY, AcceptanceModel
+from models.acceptance import ARTIFACT_KEY, AcceptanceModel, load_acceptance_model
 from models.features import redact_personal
 from models.spec import DatasetSpec, FieldType
 
@@ -36,17 +35,6 @@ class LeadAcceptancePyfunc(mlflow.pyfunc.PythonModel):
         params: dict | None = None,
     ) -> pd.DataFrame:
         return self.model.predict(pd.DataFrame(model_input))
-
-
-def save_acceptance_model(model: AcceptanceModel, path: Path) -> Path:
-    with path.open("wb") as handle:
-        pickle.dump(model, handle, protocol=pickle.HIGHEST_PROTOCOL)
-    return path
-
-
-def load_acceptance_model(path: Path) -> AcceptanceModel:
-    with path.open("rb") as handle:
-        return pickle.load(handle)
 
 
 def signature_for(model: AcceptanceModel) -> ModelSignature:

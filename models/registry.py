@@ -7,7 +7,6 @@ MLflow is imported where the registry is read, not with this module: a model alr
 from __future__ import annotations
 
 import logging
-import pickle
 import platform
 import sys
 import tempfile
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING
 import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
-from models.acceptance import ARTIFACT_KEY, AcceptanceModel
+from models.acceptance import ARTIFACT_KEY, AcceptanceModel, load_acceptance_model
 from models.fastpath import LeadScorer
 from models.policy import RoutingPolicy
 
@@ -106,30 +105,31 @@ def _load(
         f"models:/{name}/{version.version}",
         dst_path=str(download_to) if download_to is not None else None,
     )
-    # MLflow's own check of the model's requirements first maps every installed distribution to
-    # its modules, about 0.9 s of every load; the same comparison is made here directly.
-    pyfunc = mlflow.pyfunc.load_model(local, suppress_warnings=True)
-    warn_on_mismatches(Path(local), f"{name} v{version.version}")
-    return LoadedModel(
-        model=pyfunc.unwrap_python_model().model,
-        name=name,
-        version=str(version.version),
-        routing_threshold=routing_threshold(version, default_threshold),
-        reports=_reports(tracking_uri, version.run_id) if with_reports else {},
+    return load_saved(
+        Path(local),
+        name,
+        str(version.version),
+        routing_threshold(version, default_threshold),
+        _reports(tracking_uri, version.run_id) if with_reports else {},
     )
 
 
-def load_saved(model_dir: Path, name: str, version: str, routing_threshold: float) -> LoadedModel:
-    """A registered version from a copy of its files that MLflow downloaded earlier (what
-    `load_by_alias(download_to=...)` wrote), without MLflow: the pickled AcceptanceModel that
-    the pyfunc wraps, read where its MLmodel file says it is."""
+def load_saved(
+    model_dir: Path,
+    name: str,
+    version: str,
+    routing_threshold: float,
+    reports: dict[str, str] | None = None,
+) -> LoadedModel:
+    """A registered version from its files as MLflow downloads them (by `load_by_alias`, now or
+    earlier), without MLflow: the pickled AcceptanceModel the pyfunc wraps, read where its
+    MLmodel file says it is. Going through `mlflow.pyfunc.load_model` gives the same object
+    after importing the pyfunc machinery and checking every installed distribution against the
+    model's requirements (about 0.9 s); the same comparison is made here directly."""
     artifact = _pyfunc_flavor(model_dir)["artifacts"][ARTIFACT_KEY]
-    with (model_dir / artifact["path"]).open("rb") as handle:
-        model = pickle.load(handle)
-    if not isinstance(model, AcceptanceModel):
-        raise TypeError(f"{model_dir}: holds a {type(model).__name__}, not an AcceptanceModel")
+    model = load_acceptance_model(model_dir / artifact["path"])
     warn_on_mismatches(model_dir, f"{name} v{version}")
-    return LoadedModel(model=model, name=name, version=version, routing_threshold=routing_threshold)
+    return LoadedModel(model, name, version, routing_threshold, reports or {})
 
 
 def _pyfunc_flavor(model_dir: Path) -> dict:

@@ -90,6 +90,14 @@ class FieldSpec(_Strict):
     def is_personal(self) -> bool:
         return self.personal if self.personal is not None else self.type in PERSONAL_BY_DEFAULT
 
+    @property
+    def has_text_value(self) -> bool:
+        """Whether its clean value is text: a category, an e-mail's or a phone's kind, normalised
+        free text. A personal name's clean value is only whether it was given."""
+        if self.type is FieldType.text:
+            return not self.is_personal
+        return self.type in (FieldType.categorical, FieldType.email, FieldType.phone)
+
 
 class LabelSpec(_Strict):
     """Which column holds an outcome and which of its values mean yes, no and not yet."""

@@ -16,3 +16,10 @@ def absolute_sqlite(uri: str) -> str:
     if uri.startswith(_SQLITE) and not uri.startswith(_SQLITE + "/"):
         return _SQLITE + str(Path(uri.removeprefix(_SQLITE)).resolve())
     return uri
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file a `sqlite:///` URI names (None for any other URI)."""
+    if not uri.startswith(_SQLITE):
+        return None
+    return Path(uri.removeprefix(_SQLITE).split("?", 1)[0])

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from models.registry import LoadedModel, load_by_alias, load_saved
+from models.uris import sqlite_file
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +83,9 @@ def _file(partial: Path, entry: Path, loaded: LoadedModel) -> None:
 
 
 def _sqlite_file(tracking_uri: str) -> Path | None:
-    """The database file of a `sqlite:///` registry (None for any other)."""
-    prefix = "sqlite:///"
-    if not tracking_uri.startswith(prefix):
-        return None
-    path = Path(tracking_uri.removeprefix(prefix).split("?", 1)[0])
-    return path if path.is_file() else None
+    """The database file of a `sqlite:///` registry that exists (None for any other)."""
+    path = sqlite_file(tracking_uri)
+    return path if path is not None and path.is_file() else None
 
 
 def _files(database: Path) -> list[Path]:

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 import sklearn
 
-from models.acceptance import ARTIFACT_KEY, AcceptanceModel
+from models.acceptance import ARTIFACT_KEY, AcceptanceModel, save_acceptance_model
 from models.criteria import Criteria
-from models.pyfunc import input_example, save_acceptance_model, signature_for
+from models.pyfunc import input_example, signature_for
 from models.spec import DatasetSpec
 from pipeline import plots
 from pipeline.audit import AuditReport

@@ -8,6 +8,7 @@ personal values redacted) so they can be fixed at the source; a file that is mos
 from __future__ import annotations
 
 import csv
+import gc
 import hashlib
 import logging
 import multiprocessing
@@ -150,10 +151,19 @@ class LeadStream:
                 yield from self._run(partial(threads.submit, job.run), in_flight=2)
             return
         context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(processes, context, initializer=_adopt, initargs=(job,)) as pool:
-            for _ in pool.map(_ready, range(processes)):  # all forked now, before any thread
-                pass
-            yield from self._run(partial(pool.submit, _in_worker), in_flight=processes)
+        # What exists now (libraries, the model) lives as long as the workers do: frozen, the
+        # collector never scans it again, here or in a worker, nor copies a worker's
+        # inherited pages by touching them.
+        gc.freeze()
+        try:
+            with ProcessPoolExecutor(
+                processes, context, initializer=_adopt, initargs=(job,)
+            ) as pool:
+                for _ in pool.map(_ready, range(processes)):  # all forked now, before any thread
+                    pass
+                yield from self._run(partial(pool.submit, _in_worker), in_flight=processes)
+        finally:
+            gc.unfreeze()
 
     def estimated_rows(self) -> int | None:
         """About how many rows the file has, without reading it (None for compressed CSV):

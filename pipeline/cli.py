@@ -1,8 +1,17 @@
 """`sal`: the command line. Thin commands: parse options, call one function, print the result."""
 
+# The process settings below must come before the imports that read them.
+# ruff: noqa: E402
 from __future__ import annotations
 
+import gc
 import os
+
+# A command's libraries (LightGBM, MLflow, most of them imported by the command itself) and its
+# model make millions of objects that live as long as it does. Python's collector, run every 700
+# new objects by default, scans them over and over: about 0.6 s of a 5 s `sal score` start-up.
+# Garbage with cycles is still collected, less often.
+gc.set_threshold(100_000, 50, 100)
 
 # LightGBM's OpenMP threads spin at every sync point; on a 2-core machine shared with anything else
 # that turns a 3 s fit into minutes. Sleeping waits cost next to nothing when the CPU is free. Set
@@ -14,7 +23,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import ctypes
-import gc
 import logging
 import sys
 from collections.abc import Iterator
@@ -28,12 +36,6 @@ from pipeline.load import LoadError
 from pipeline.routing import RoutingError
 from pipeline.settings import get_settings
 from pipeline.split import SplitError
-
-# A command's libraries (LightGBM, MLflow, most of them imported by the command itself) and its
-# model make millions of objects that live as long as it does. Python's collector, run every 700
-# new objects by default, scans them over and over: about 0.6 s of a 5 s `sal score` start-up.
-# Garbage with cycles is still collected, less often.
-gc.set_threshold(100_000, 50, 100)
 
 app = typer.Typer(
     help="Lead acceptance predictor: train, track and register MQL acceptance models.",

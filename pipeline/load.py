@@ -135,7 +135,7 @@ class LeadStream:
         self.report: LoadReport | None = None
 
     def __iter__(self) -> Iterator[LeadChunk]:
-        yield from self._run(partial(_at_once, self._job(_as_is).run), in_flight=0)
+        yield from self._run(partial(self._tables, partial(_at_once, self._job(_as_is).run), 0))
 
     def map(self, work: Callable[[LeadChunk], T], processes: int) -> Iterator[T]:
         """`work(chunk)` for every chunk, in file order. With `processes` > 0 the chunks are
@@ -148,7 +148,7 @@ class LeadStream:
             # In this process, two chunks at a time on threads: what lets go of the GIL (Arrow,
             # LightGBM) then overlaps with the other chunk's checks.
             with ThreadPoolExecutor(2) as threads:
-                yield from self._run(partial(threads.submit, job.run), in_flight=2)
+                yield from self._run(partial(self._tables, partial(threads.submit, job.run), 2))
             return
         context = multiprocessing.get_context("fork")
         # What exists now (libraries, the model) lives as long as the workers do: frozen, the
@@ -161,7 +161,11 @@ class LeadStream:
             ) as pool:
                 for _ in pool.map(_ready, range(processes)):  # all forked now, before any thread
                     pass
-                yield from self._run(partial(pool.submit, _in_worker), in_flight=processes)
+                if self._in_parts:
+                    yield from self._run(partial(self._parts, pool, processes))
+                else:
+                    tables = partial(self._tables, partial(pool.submit, _in_worker), processes)
+                    yield from self._run(tables)
         finally:
             gc.unfreeze()
 
@@ -185,9 +189,16 @@ class LeadStream:
     def _required(self) -> list[str]:
         return self.spec.required_columns if self.labelled else self.spec.lead_columns
 
-    def _run(self, submit: Callable[..., Future], in_flight: int) -> Iterator[Any]:
-        """The file's chunks through `submit(table, start, earlier)`, a future of (result,
-        _Checked); yields the results in file order, with up to `in_flight` chunks waiting."""
+    @property
+    def _in_parts(self) -> bool:
+        """Whether worker processes read their chunks' rows themselves (see csvparts)."""
+        from pipeline.csvparts import splittable
+
+        return splittable(self.path, self.spec.read.encoding)
+
+    def _run(self, chunks: Callable[[list[str], _Found], Iterator[Any]]) -> Iterator[Any]:
+        """The results `chunks(columns, found)` yields, in file order, then the report of what
+        it found."""
         path, spec = self.path, self.spec
         if not path.is_file():
             raise LoadError(f"{path}: no such file")
@@ -196,30 +207,98 @@ class LeadStream:
             sha256 = hasher.submit(_sha256, path)
             columns = _columns(path, spec)
             _check_columns(path, columns, spec, self._required)
-            bad: list[tuple[int, int, str]] = []
-            # Ids of earlier chunks, to reject their repeats; one chunk needs no memory of them.
-            seen = _SeenIds(spec.id, path.suffix) if self.chunk_rows and spec.id else None
-            checks: list[_Checked] = []
-            pending: deque[Future] = deque()
-
-            def finished() -> object:
-                result, checked = pending.popleft().result()
-                checks.append(checked)
-                return result
-
-            start = 0
-            for table in _tables(path, spec, columns, self._required, self.chunk_rows, bad):
-                earlier = seen.earlier(table, start) if seen else None
-                pending.append(submit(table, start, earlier))
-                start += len(table)
-                while len(pending) > in_flight or (pending and pending[0].done()):
-                    yield finished()
-            while pending:
-                yield finished()
-            bad_lines = _bad_line_errors(path, bad)
+            found = _Found()
+            yield from chunks(columns, found)
+            bad_lines = _bad_line_errors(path, found.bad)
             self.report = _conclude(
-                path, spec, self.rejects_path, columns, checks, bad_lines, sha256
+                path, spec, self.rejects_path, columns, found.checks, bad_lines, sha256
             )
+
+    def _tables(
+        self, submit: Callable[..., Future], in_flight: int, columns: list[str], found: _Found
+    ) -> Iterator[Any]:
+        """Read here, checked and worked on by `submit(table, start, earlier)`, a future of
+        (result, _Checked), with up to `in_flight` chunks waiting."""
+        seen = self._seen_ids()
+        pending: deque[Future] = deque()
+
+        def finished() -> object:
+            result, checked = pending.popleft().result()
+            found.checks.append(checked)
+            return result
+
+        start = 0
+        tables = _tables(self.path, self.spec, columns, self._required, self.chunk_rows, found.bad)
+        for table in tables:
+            earlier = seen.earlier(table, start) if seen else None
+            pending.append(submit(table, start, earlier))
+            start += len(table)
+            while len(pending) > in_flight or (pending and pending[0].done()):
+                yield finished()
+        while pending:
+            yield finished()
+
+    def _parts(
+        self, pool: ProcessPoolExecutor, in_flight: int, columns: list[str], found: _Found
+    ) -> Iterator[Any]:
+        """Read, checked and worked on in the `pool`'s processes, part by part of the file.
+
+        A part is sent before the rows ahead of it are read, so it is checked with its first
+        row's number as its lines suggest and with no ids of earlier parts. Both are confirmed
+        in file order; a part whose guess was wrong (malformed or blank lines ahead) or that
+        repeats an earlier part's id is checked again, with the true number and those ids.
+        """
+        from pipeline.csvparts import header_and_parts
+
+        path, seen = self.path, self._seen_ids()
+        present = [c for c in dict.fromkeys(self._required) if c in columns]
+        header, parts = header_and_parts(path, self.spec.read.delimiter, self._part_bytes())
+        read = partial(_part_in_worker, path, header, columns, present)
+        pending: deque[tuple[Any, int, Future]] = deque()
+        start = misjudged = 0  # rows of the parts done; their rows less their lines
+
+        def finished() -> object:
+            nonlocal start, misjudged
+            part, guess, future = pending.popleft()
+            result, checked, ids, bad = future.result()
+            earlier = seen.earlier(ids, start) if seen else None
+            if guess != start or earlier:
+                result, checked, _, bad = pool.submit(read, part, start, earlier).result()
+            found.bad.extend(bad)
+            found.checks.append(checked)
+            start += checked.rows
+            misjudged += checked.rows - part.lines
+            return result
+
+        lines = 0
+        for part in parts:
+            pending.append((part, lines + misjudged, pool.submit(read, part, lines + misjudged)))
+            lines += part.lines
+            while len(pending) > in_flight or (pending and pending[0][2].done()):
+                yield finished()
+        while pending:
+            yield finished()
+
+    def _seen_ids(self) -> _SeenIds | None:
+        # Ids of earlier chunks, to reject their repeats; one chunk needs no memory of them.
+        return (
+            _SeenIds(self.spec.id, self.path.suffix) if self.chunk_rows and self.spec.id else None
+        )
+
+    def _part_bytes(self) -> int:
+        """Bytes of a part of about `chunk_rows` rows (the whole file for None)."""
+        size = self.path.stat().st_size
+        rows = self.estimated_rows() or 1
+        return size if self.chunk_rows is None else -(-size * self.chunk_rows // max(rows, 1))
+
+
+@dataclass
+class _Found:
+    """What the chunks of a file were found to hold, in file order: their checks, and the
+    malformed lines (expected and found fields, text) that were no rows."""
+
+    checks: list[_Checked] = field(default_factory=list)
+    bad: list[tuple[int, int, str]] = field(default_factory=list)
 
 
 T = TypeVar("T")
@@ -266,6 +345,32 @@ def _ready(_: int) -> None:
 def _in_worker(table: pa.Table, start: int, earlier: dict[str, int] | None) -> tuple:
     assert _JOB is not None  # set by _adopt when the worker was forked
     return _JOB.run(table, start, earlier)
+
+
+def _part_in_worker(
+    path: Path,
+    header: bytes,
+    columns: list[str],
+    present: list[str],
+    part: Any,
+    start: int,
+    earlier: dict[str, int] | None = None,
+) -> tuple:
+    """A part of the file (a csvparts.Part), read, checked and worked on in a worker, as
+    rows from `start` + 1; with the part's ids (to compare with earlier parts') and the
+    malformed lines that were no rows."""
+    from pipeline.csvparts import read_part
+
+    assert _JOB is not None  # set by _adopt when the worker was forked
+    spec, bad = _JOB.spec, []
+    with _readable(path, spec):
+        # On this thread: each worker has a core to itself.
+        options = _arrow_options(spec, columns, present, bad, threads=False)
+        table = read_part(path, header, part, options)
+    table = table.slice(1).rename_columns(present)  # the header line is row 0
+    result, checked = _JOB.run(table, start, earlier)
+    ids = table.select([spec.id]) if spec.id else None
+    return result, checked, ids, bad
 
 
 def _at_once(run: Callable[..., tuple[object, _Checked]], *args: object) -> Future:
@@ -481,10 +586,14 @@ def _columns(path: Path, spec: DatasetSpec) -> list[str]:
 
 
 def _arrow_options(
-    spec: DatasetSpec, columns: list[str], present: list[str], bad: list[tuple[int, int, str]]
+    spec: DatasetSpec,
+    columns: list[str],
+    present: list[str],
+    bad: list[tuple[int, int, str]],
+    threads: bool = True,
 ) -> dict[str, object]:
     """Arrow reads the rows, converting only the columns the spec uses, and with the header
-    row itself as row 0 so the names can't clash."""
+    row itself as row 0 so the names can't clash. `threads`: on Arrow's thread pool."""
 
     def keep_bad_line(row: object) -> str:
         bad.append((row.expected_columns, row.actual_columns, row.text))  # type: ignore[attr-defined]
@@ -492,10 +601,14 @@ def _arrow_options(
 
     return {
         "read_options": pacsv.ReadOptions(
-            encoding=spec.read.encoding, autogenerate_column_names=True
+            encoding=spec.read.encoding, autogenerate_column_names=True, use_threads=threads
         ),
+        # A quoted value may hold line breaks (a CRM's notes); without this, Arrow's chunker
+        # cuts such a value where it crosses a block and gives up on the file.
         "parse_options": pacsv.ParseOptions(
-            delimiter=spec.read.delimiter, invalid_row_handler=keep_bad_line
+            delimiter=spec.read.delimiter,
+            newlines_in_values=True,
+            invalid_row_handler=keep_bad_line,
         ),
         "convert_options": pacsv.ConvertOptions(
             # pandas keeps text as large_string: read so, to_pandas need not copy every cell.

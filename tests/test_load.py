@@ -3,6 +3,9 @@ dropped without being counted and written to the rejects file."""
 
 from __future__ import annotations
 
+import io
+import itertools
+
 import pandas as pd
 import pytest
 
@@ -216,6 +219,103 @@ def test_stream_checks_like_the_whole_file(
         "mixed.csv, row 12 (line 14), column 'lead_id': 'L11': duplicate lead id (first seen at "
         "row 11)"
     )
+
+
+def _identity(chunk):
+    return chunk
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 5, 1000])
+def test_stream_in_worker_processes_checks_like_the_whole_file(
+    write_file, tiny_spec, tmp_path, chunk_rows: int
+) -> None:
+    """Worker processes that read their own parts of the file keep, reject and report exactly
+    as load_leads: a part sent before the rows ahead of it were read (ids repeated across parts,
+    a malformed line that is no row) is checked again with what it could not know."""
+    path = write_file("mixed.csv", _csv(MIXED_ROWS))
+    whole = load_leads(path, tiny_spec, tmp_path / "whole.csv")
+    stream = LeadStream(path, tiny_spec, tmp_path / "stream.csv", chunk_rows=chunk_rows)
+    chunks = list(stream.map(_identity, processes=2))
+    assert stream._in_parts and len(chunks) > (chunk_rows < 5)
+    pd.testing.assert_frame_equal(pd.concat([c.frame for c in chunks]), whole.frame)
+    pd.testing.assert_frame_equal(pd.concat([c.clean for c in chunks]), whole.clean)
+    assert stream.report.summary() | {"rejects_path": None} == whole.report.summary() | {
+        "rejects_path": None
+    }
+    assert describe_errors(stream.report, 100) == describe_errors(whole.report, 100)
+    assert (tmp_path / "stream.csv").read_text() == (tmp_path / "whole.csv").read_text()
+    assert "mixed.csv, line 8: expected 7 fields, found 8" in describe_errors(stream.report, 100)
+
+
+def test_parts_of_a_file_are_whole_rows_however_it_quotes(tmp_path, tiny_spec) -> None:
+    """A part ends only where a row does: never inside a quoted value, which may hold line
+    breaks, delimiters and doubled quotes; a quote inside an unquoted value is text. Line ends
+    may be CRLF, blank lines are no rows and the last line needs no line break."""
+    from pipeline.csvparts import header_and_parts, read_part
+    from pipeline.load import _arrow_options, _columns
+
+    rows = []
+    for i in range(40):
+        notes = [
+            '"call back\nafter Q3, ""urgent"""',
+            '5" screen',
+            '""',
+            '"a\r\nb"',
+            '"say ""hi""\nthere"',
+        ][i % 5]
+        rows.append(f"L{i},2025-01-02 10:00:00,retail,{i},true,a{i}@x.com,accepted,{notes}")
+    text = "\r\n".join([TINY_HEADER + ",notes", *rows[:20], "", *rows[20:]])  # no final break
+    path = tmp_path / "quoted.csv"
+    path.write_bytes(text.encode())
+    columns = _columns(path, tiny_spec)
+    for part_bytes in (1, 7, 50, 300, 10_000):
+        header, parts = header_and_parts(path, ",", part_bytes)
+        parts = list(parts)
+        assert header == (TINY_HEADER + ",notes\r\n").encode()
+        assert parts[0].offset == len(header) and parts[-1].offset + parts[-1].size == len(text)
+        assert all(a.offset + a.size == b.offset for a, b in itertools.pairwise(parts))
+        read = [
+            read_part(path, header, p, _arrow_options(tiny_spec, columns, columns, []))
+            for p in parts
+        ]
+        assert [len(t) - 1 for t in read] == [p.lines for p in parts]  # the header is row 0
+        notes = [n for t in read for n in t.column(columns.index("notes")).to_pylist()[1:]]
+        assert len(notes) == 40 and notes[0] == 'call back\nafter Q3, "urgent"'
+        assert notes[1:5] == ['5" screen', "", "a\r\nb", 'say "hi"\nthere']
+
+    stream = LeadStream(path, tiny_spec, chunk_rows=3)
+    chunks = list(stream.map(_identity, processes=2))
+    whole = load_leads(path, tiny_spec)
+    assert len(whole.frame) == 40 and len(chunks) > 5
+    pd.testing.assert_frame_equal(pd.concat([c.clean for c in chunks]), whole.clean)
+    assert stream.report.rows_read == 40 and stream.report.rows_rejected == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding", "in_parts"),
+    [
+        ("leads.csv", "utf-8", True),
+        ("leads.csv", "UTF8", True),
+        ("leads.csv", "latin-1", False),  # read here, then handed to the workers
+        ("leads.csv.gz", "utf-8", False),
+    ],
+)
+def test_stream_in_worker_processes_reads_what_it_cannot_cut_here(
+    tmp_path, tiny_spec, name: str, encoding: str, in_parts: bool
+) -> None:
+    spec = tiny_spec.model_copy(
+        update={"read": tiny_spec.read.model_copy(update={"encoding": encoding})}
+    )
+    rows = [*GOOD_ROWS, "L5,2025-01-06 10:00:00,café,3,true,d@x.com,accepted"]
+    frame = pd.read_csv(io.StringIO(_csv(rows)), dtype=str, keep_default_na=False)
+    path = tmp_path / name
+    frame.to_csv(path, index=False, encoding=encoding)
+    stream = LeadStream(path, spec, chunk_rows=2)
+    assert stream._in_parts == in_parts
+    chunks = list(stream.map(_identity, processes=2))
+    whole = load_leads(path, spec)
+    pd.testing.assert_frame_equal(pd.concat([c.clean for c in chunks]), whole.clean)
+    assert whole.frame["industry"].iloc[-1] == "café"
 
 
 def test_stream_reads_parquet_in_chunks(tmp_path, write_file, tiny_spec) -> None:

@@ -53,7 +53,7 @@ def header_and_parts(path: Path, delimiter: str, part_bytes: int) -> tuple[bytes
     `part_bytes` each (more where one row is longer)."""
     separator = ord(delimiter)
     with path.open("rb") as handle:
-        header_end, _ = _cut(handle, 0, _FIRST_READ, separator, rows_wanted=1)
+        header_end, _ = _Scanner(handle, separator).cut(0, _FIRST_READ, rows_wanted=1)
         handle.seek(0)
         header = handle.read(header_end)
     return header, _parts(path, header_end, max(part_bytes, 1), separator)
@@ -73,27 +73,34 @@ def read_part(path: Path, header: bytes, part: Part, options: dict[str, object])
 def _parts(path: Path, start: int, part_bytes: int, separator: int) -> Iterator[Part]:
     size = path.stat().st_size
     with path.open("rb") as handle:
-        offset = start
+        scanner, offset = _Scanner(handle, separator), start
         while offset < size:
-            end, lines = _cut(handle, offset, part_bytes, separator, rows_wanted=0)
+            end, lines = scanner.cut(offset, part_bytes, rows_wanted=0)
             yield Part(offset, end - offset, lines)
             offset = end
 
 
-def _cut(
-    handle: BinaryIO, offset: int, wanted: int, separator: int, rows_wanted: int
-) -> tuple[int, int]:
-    """From `offset` (a row's start), the end of the last whole row within `wanted` bytes (of the
-    first `rows_wanted` rows, if > 0), and the non-empty lines before it; reads further where
-    not one row ends in time. The file's end ends a row."""
-    while True:
-        handle.seek(offset)
-        data = np.frombuffer(handle.read(wanted), dtype=np.uint8)
-        final = len(data) < wanted
-        end, lines = _row_ends(data, separator, final, rows_wanted)
-        if end or final:
-            return offset + end, lines
-        wanted *= 2
+class _Scanner:
+    """Finds where rows end in an open file, reading into one buffer it reuses."""
+
+    def __init__(self, handle: BinaryIO, separator: int) -> None:
+        self.handle, self.separator = handle, separator
+        self.buffer = np.empty(0, dtype=np.uint8)
+
+    def cut(self, offset: int, wanted: int, rows_wanted: int) -> tuple[int, int]:
+        """From `offset` (a row's start), the end of the last whole row within `wanted` bytes
+        (of the first `rows_wanted` rows, if > 0), and the non-empty lines before it; reads
+        further where not one row ends in time. The file's end ends a row."""
+        while True:
+            if len(self.buffer) < wanted:
+                self.buffer = np.empty(wanted, dtype=np.uint8)
+            self.handle.seek(offset)
+            read = self.handle.readinto(memoryview(self.buffer)[:wanted]) or 0
+            final = read < wanted
+            end, lines = _row_ends(self.buffer[:read], self.separator, final, rows_wanted)
+            if end or final:
+                return offset + end, lines
+            wanted *= 2
 
 
 @numba.njit(nogil=True, cache=True)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,9 @@ import pyarrow.parquet as pq
 
 from models.features import Parsed, assemble_clean, parse_field, parse_timestamps
 from models.spec import DatasetSpec, LabelSpec
+
+if TYPE_CHECKING:  # csvparts imports Numba, which only batch scoring needs
+    from pipeline.csvparts import Part
 
 log = logging.getLogger(__name__)
 
@@ -254,7 +257,7 @@ class LeadStream:
         present = [c for c in dict.fromkeys(self._required) if c in columns]
         header, parts = header_and_parts(path, self.spec.read.delimiter, self._part_bytes())
         read = partial(_part_in_worker, path, header, columns, present)
-        pending: deque[tuple[Any, int, Future]] = deque()
+        pending: deque[tuple[Part, int, Future]] = deque()
         start = misjudged = 0  # rows of the parts done; their rows less their lines
 
         def finished() -> object:
@@ -272,7 +275,8 @@ class LeadStream:
 
         lines = 0
         for part in parts:
-            pending.append((part, lines + misjudged, pool.submit(read, part, lines + misjudged)))
+            guess = lines + misjudged
+            pending.append((part, guess, pool.submit(read, part, guess)))
             lines += part.lines
             while len(pending) > in_flight or (pending and pending[0][2].done()):
                 yield finished()
@@ -288,8 +292,9 @@ class LeadStream:
     def _part_bytes(self) -> int:
         """Bytes of a part of about `chunk_rows` rows (the whole file for None)."""
         size = self.path.stat().st_size
-        rows = self.estimated_rows() or 1
-        return size if self.chunk_rows is None else -(-size * self.chunk_rows // max(rows, 1))
+        if self.chunk_rows is None:
+            return size
+        return -(-size * self.chunk_rows // (self.estimated_rows() or 1))
 
 
 @dataclass
@@ -352,11 +357,11 @@ def _part_in_worker(
     header: bytes,
     columns: list[str],
     present: list[str],
-    part: Any,
+    part: Part,
     start: int,
     earlier: dict[str, int] | None = None,
 ) -> tuple:
-    """A part of the file (a csvparts.Part), read, checked and worked on in a worker, as
+    """A part of the file, read, checked and worked on in a worker, as
     rows from `start` + 1; with the part's ids (to compare with earlier parts') and the
     malformed lines that were no rows."""
     from pipeline.csvparts import read_part

@@ -220,6 +220,26 @@ def test_batch_file_scored_in_worker_processes_is_the_file_scored_here(
     assert problems[9_001] == "duplicate lead id (first seen at row 3001)"
 
 
+def test_unreadable_bytes_in_a_workers_part_refuse_the_file_by_name(
+    loaded, builtin_csv, tmp_path, monkeypatch
+) -> None:
+    """Bytes that are not UTF-8 deep in a file a worker reads itself end the run with the
+    loader's message naming the file, as when the main process reads it, and no output."""
+    import pipeline.score as batch
+    from pipeline.load import LoadError
+
+    data = builtin_csv.read_bytes()
+    cut = data.index(b"\n", len(data) * 3 // 4)  # in the last quarter: a later part
+    bad = tmp_path / "latin.csv"
+    bad.write_bytes(data[:cut] + b"\n" + data[cut + 1 :].replace(b"a", b"\xe9", 1))
+    monkeypatch.setattr(batch, "CHUNK_ROWS", 2_500)
+    output = tmp_path / "scored.csv"
+    for workers in (2, 0):
+        with pytest.raises(LoadError, match=r"latin\.csv: cannot be read as utf-8 text"):
+            batch.score_file(bad, loaded, output, workers=workers)
+        assert not output.exists()
+
+
 def test_big_chunks_score_text_columns_as_categories_with_the_same_result(loaded, tmp_path):
     """Chunks of 16,384 rows or more parse text columns per distinct value and hand them on as
     pandas categoricals; the file's scores are byte for byte those of the object columns that

@@ -138,6 +138,16 @@ class ReadSpec(_Strict):
     delimiter: str = ","
     encoding: str = "utf-8"
 
+    @model_validator(mode="after")
+    def _one_byte_delimiter(self) -> ReadSpec:
+        # Arrow's CSV parser, and the scan that cuts a file into parts, read bytes.
+        if len(self.delimiter) != 1 or not self.delimiter.isascii() or self.delimiter in '"\r\n':
+            raise ValueError(
+                f"read.delimiter must be one ASCII character other than a quote or a line "
+                f"break, got {self.delimiter!r}"
+            )
+        return self
+
 
 class AuditSpec(_Strict):
     """Thresholds of the leakage audit (see pipeline/audit.py for why these values)."""

@@ -32,3 +32,26 @@ def test_bank_marketing_end_to_end(mlflow_store, tmp_path) -> None:
     policy, held_out = summary.routing["policy"], summary.routing["later_slice"]
     assert policy["met"] and policy["promised_rate"] >= 0.5
     assert held_out["acceptance_rate"] >= 0.5 and 0.02 < held_out["coverage"] < 0.5
+
+
+def _identity(chunk):
+    return chunk
+
+
+def test_bank_marketing_read_in_parts_by_worker_processes(tmp_path) -> None:
+    """A file whose every text value is quoted and whose delimiter is ';', cut into parts that
+    worker processes read themselves, gives the rows and checks of the whole file read here."""
+    import pandas as pd
+
+    from models.spec import load_spec
+    from pipeline.load import LeadStream, load_leads
+
+    data = shared_dataset("bank-marketing") / "bank-additional-full.csv"
+    spec = load_spec(ROOT / "data/specs/bank-marketing.yaml")
+    stream = LeadStream(data, spec, tmp_path / "parts.csv", chunk_rows=5_000)
+    chunks = list(stream.map(_identity, processes=2))
+    whole = load_leads(data, spec, tmp_path / "whole.csv")
+    assert stream._in_parts and len(chunks) >= 8
+    pd.testing.assert_frame_equal(pd.concat([c.frame for c in chunks]), whole.frame)
+    pd.testing.assert_frame_equal(pd.concat([c.clean for c in chunks]), whole.clean)
+    assert stream.report.rows_read == whole.report.rows_read == 41_188

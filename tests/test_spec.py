@@ -45,6 +45,8 @@ def test_digest_tracks_content(write_file) -> None:
         ),
         (("name: tiny", "name: tiny\ncolour: blue"), "colour"),
         (("max_bad_row_fraction: 0.5", "max_bad_row_fraction: 1.5"), "max_bad_row_fraction"),
+        (("name: tiny", "name: tiny\nread: {delimiter: '||'}"), "one ASCII character"),
+        (("name: tiny", "name: tiny\nread: {delimiter: '§'}"), "got '§'"),
     ],
 )
 def test_invalid_specs_name_the_problem(write_file, change, message) -> None:

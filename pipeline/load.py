@@ -205,6 +205,7 @@ class LeadStream:
         path, spec = self.path, self.spec
         if not path.is_file():
             raise LoadError(f"{path}: no such file")
+        before = _version(path)
         # hashlib lets go of the GIL, so the file is hashed on the other core while it is parsed.
         with ThreadPoolExecutor(max_workers=1) as hasher:
             sha256 = hasher.submit(_sha256, path)
@@ -212,6 +213,13 @@ class LeadStream:
             _check_columns(path, columns, spec, self._required)
             found = _Found()
             yield from chunks(columns, found)
+            # A file still being written (an export not finished) is read in pieces at
+            # different times, here and by the workers: what was read may not be one file.
+            if _version(path) != before:
+                raise LoadError(
+                    f"{path}: the file changed while it was being read; run again once it is "
+                    "complete"
+                )
             bad_lines = _bad_line_errors(path, found.bad)
             self.report = _conclude(
                 path, spec, self.rejects_path, columns, found.checks, bad_lines, sha256
@@ -905,6 +913,12 @@ def _label(values: pd.Series, label: LabelSpec) -> pd.Series:
     out[stripped.isin(label.positive)] = 1.0
     out[stripped.isin(label.negative)] = 0.0
     return out
+
+
+def _version(path: Path) -> tuple[int, int, int]:
+    """What changes when a file is written: its inode, size and modification time."""
+    stat = path.stat()
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _sha256(path: Path) -> str:

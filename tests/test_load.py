@@ -318,6 +318,30 @@ def test_stream_in_worker_processes_reads_what_it_cannot_cut_here(
     assert whole.frame["industry"].iloc[-1] == "café"
 
 
+@pytest.mark.parametrize("processes", [0, 2])
+def test_a_file_written_while_it_is_read_is_refused(
+    write_file, tiny_spec, tmp_path, processes: int
+) -> None:
+    """Chunks are read at different times (by the workers, later than the scan): a file
+    that changes meanwhile (an export still being written) is refused, not half read."""
+    path = write_file("growing.csv", _csv(GOOD_ROWS))
+
+    def append_once(chunk):
+        if chunk.frame.index[0] == 0:
+            with path.open("a") as handle:
+                handle.write("L9,2025-01-09 10:00:00,retail,5,true,z@x.com,accepted\n")
+        return chunk
+
+    stream = LeadStream(path, tiny_spec, chunk_rows=2)
+    with pytest.raises(LoadError, match=r"growing\.csv: the file changed while it was being read"):
+        if processes:
+            list(stream.map(append_once, processes))
+        else:
+            for chunk in stream:
+                append_once(chunk)
+    assert stream.report is None
+
+
 def test_stream_reads_parquet_in_chunks(tmp_path, write_file, tiny_spec) -> None:
     path = tmp_path / "leads.parquet"
     text = pd.read_csv(write_file("ok.csv", _csv(GOOD_ROWS)), dtype=str, keep_default_na=False)

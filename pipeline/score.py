@@ -6,8 +6,10 @@ route and rule breakdown from a file as over HTTP.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,10 @@ CHUNK_ROWS = 100_000
 # Each worker holds a few hundred MB while it checks a chunk, and the one reading process can
 # feed about four (it spends ~4 CPU-us a lead, a worker ~17): more only costs memory.
 _MAX_WORKERS = 6
+# A long file says how far it has got at most this often (on stderr, as `sal train` does).
+PROGRESS_SECONDS = 10.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,19 +80,39 @@ def score_file(
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
     rows = routed = 0
+    estimated = stream.estimated_rows()
+    progress = _Progress(path, estimated)
     try:
         with partial.open("wb") as sink:
-            processes = _processes(loaded, with_reasons, workers, stream.estimated_rows())
+            processes = _processes(loaded, with_reasons, workers, estimated)
             for number, chunk in enumerate(stream.map(score_chunk, processes)):
                 # Every chunk's CSV has the header line; the file has it once.
                 sink.write(chunk.csv if number == 0 else chunk.csv[chunk.csv.index(b"\n") + 1 :])
                 rows += chunk.rows
                 routed += chunk.routed
+                progress.scored(rows)
         partial.replace(output)
     finally:
         partial.unlink(missing_ok=True)
     assert stream.report is not None  # set by a stream iterated to its end
     return ScoreReport(output=output, rows_scored=rows, load=stream.report, routed_to_sales=routed)
+
+
+class _Progress:
+    """Says every PROGRESS_SECONDS how many leads of a file are scored, and how fast."""
+
+    def __init__(self, path: Path, estimated_rows: int | None) -> None:
+        self.path, self.estimated = path, estimated_rows
+        self.started = self.said = time.perf_counter()
+
+    def scored(self, rows: int) -> None:
+        now = time.perf_counter()
+        if now - self.said < PROGRESS_SECONDS:
+            return
+        self.said = now
+        of = f" of about {self.estimated:,}" if self.estimated else ""
+        rate = rows / max(now - self.started, 1e-9)
+        log.info("%s: %s%s leads scored (%s a second)", self.path, f"{rows:,}", of, f"{rate:,.0f}")
 
 
 @dataclass(frozen=True)

@@ -220,6 +220,28 @@ def test_batch_file_scored_in_worker_processes_is_the_file_scored_here(
     assert problems[9_001] == "duplicate lead id (first seen at row 3001)"
 
 
+def test_a_long_batch_file_says_how_far_it_has_got(
+    loaded, builtin_csv, tmp_path, monkeypatch, caplog
+) -> None:
+    """Every PROGRESS_SECONDS (0 here: every chunk) the leads scored so far, out of the
+    file's estimated rows, on the log (stderr from `sal score`)."""
+    import re
+
+    import pipeline.score as batch
+
+    monkeypatch.setattr(batch, "CHUNK_ROWS", 2_500)
+    monkeypatch.setattr(batch, "PROGRESS_SECONDS", 0.0)
+    with caplog.at_level("INFO", logger="pipeline.score"):
+        report = batch.score_file(builtin_csv, loaded, tmp_path / "scored.csv", workers=2)
+    said = [r.getMessage() for r in caplog.records if r.name == "pipeline.score"]
+    pattern = re.compile(r"leads\.csv: ([\d,]+) of about ([\d,]+) leads scored \([\d,]+ a second\)")
+    counts = [pattern.search(m) for m in said]
+    assert len(said) >= 4 and all(counts)  # 12,000 rows in parts of about 2,500
+    scored = [int(c[1].replace(",", "")) for c in counts]
+    assert scored == sorted(scored) and scored[-1] == report.rows_scored
+    assert abs(int(counts[0][2].replace(",", "")) - 12_000) < 120  # the size's estimate, within 1 %
+
+
 def test_unreadable_bytes_in_a_workers_part_refuse_the_file_by_name(
     loaded, builtin_csv, tmp_path, monkeypatch
 ) -> None:

@@ -25,8 +25,8 @@ from pipeline.load import LeadChunk, LeadStream, LoadReport
 # in worker processes (one per core) while this one reads the next; memory holds a few chunks,
 # whatever the file's size.
 CHUNK_ROWS = 100_000
-# Each worker holds a few hundred MB while it checks a chunk, and the one reading process can
-# feed about four (it spends ~4 CPU-us a lead, a worker ~17): more only costs memory.
+# Each worker holds a few hundred MB while it checks a chunk, and the main process can keep about
+# four busy (it spends ~1.7 CPU-us a lead, a worker ~7): more only costs memory.
 _MAX_WORKERS = 6
 # A long file says how far it has got at most this often (on stderr, as `sal train` does).
 PROGRESS_SECONDS = 10.0

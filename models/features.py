@@ -261,7 +261,7 @@ def _user_names_ok(user: pa.Array) -> np.ndarray:
     straight off Arrow's buffers (not empty, no whitespace); any other takes the regex."""
     data, offsets = _buffers(user)
     ok = (np.diff(offsets) > 0) & ~_cells_holding(offsets, _ascii_space(data))
-    other = ~pc.string_is_ascii(user).fill_null(True).to_numpy(zero_copy_only=False)
+    other = _not_ascii(user)
     if other.any():
         ok[other] = _each_distinct(
             user.filter(other), lambda u: re.fullmatch(_EMAIL_USER_RE, u) is not None, False
@@ -315,7 +315,7 @@ def phone_kind(text: pd.Series) -> pd.Series:
     """
     cells = _arrow_text(text)
     valid = _ascii_phones_valid(cells)
-    other = ~pc.string_is_ascii(cells).fill_null(True).to_numpy(zero_copy_only=False)
+    other = _not_ascii(cells)
     if other.any():
         valid[other] = _phones_valid_by_regex(text[other])
     # Rows share the two strings (np.where would make a text array, converted cell by cell).
@@ -365,6 +365,12 @@ def _buffers(cells: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     bounds = np.frombuffer(offsets, dtype=np.int64)[cells.offset : cells.offset + len(cells) + 1]
     raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, np.uint8)
     return raw, bounds
+
+
+def _not_ascii(cells: pa.Array) -> np.ndarray:
+    """Which cells hold a character past ASCII (a null cell does not): the ones the byte-wise
+    checks leave to a regex."""
+    return ~pc.string_is_ascii(cells).fill_null(True).to_numpy(zero_copy_only=False)
 
 
 def _ascii_space(data: np.ndarray) -> np.ndarray:

@@ -53,9 +53,10 @@ def header_and_parts(path: Path, delimiter: str, part_bytes: int) -> tuple[bytes
     `part_bytes` each (more where one row is longer)."""
     separator = ord(delimiter)
     with path.open("rb") as handle:
-        header_end, _ = _Scanner(handle, separator).cut(0, _FIRST_READ, rows_wanted=1)
-        handle.seek(0)
-        header = handle.read(header_end)
+        scanner = _Scanner(handle, separator)
+        header_end, _ = scanner.cut(0, _FIRST_READ, rows_wanted=1)
+    # The scan read the header from the file's start into its buffer.
+    header = scanner.buffer[:header_end].tobytes()
     return header, _parts(path, header_end, max(part_bytes, 1), separator)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -175,6 +175,11 @@ class LeadStream:
     def estimated_rows(self) -> int | None:
         """About how many rows the file has, without reading it (None for compressed CSV):
         Parquet says; a CSV's size is divided by the length of its first lines."""
+        return self._estimate
+
+    @cached_property
+    def _estimate(self) -> int | None:
+        # Asked by the scorer (workers, progress) and again when the file is cut into parts.
         if self.path.suffix == ".parquet":
             return pq.ParquetFile(self.path).metadata.num_rows
         if self.path.suffix != ".csv" or not self.path.is_file():
@@ -262,7 +267,7 @@ class LeadStream:
         from pipeline.csvparts import header_and_parts
 
         path, seen = self.path, self._seen_ids()
-        present = [c for c in dict.fromkeys(self._required) if c in columns]
+        present = _present(columns, self._required)
         header, parts = header_and_parts(path, self.spec.read.delimiter, self._part_bytes())
         read = partial(_part_in_worker, path, header, columns, present)
         pending: deque[tuple[Part, int, Future]] = deque()
@@ -539,9 +544,14 @@ def _tables(
 ) -> Iterator[pa.Table]:
     """The rows as Arrow text (only the `wanted` columns, named), `chunk_rows` at a time; the
     lines that do not split into as many fields as the header go to `bad`."""
-    present = [c for c in dict.fromkeys(wanted) if c in columns]
+    present = _present(columns, wanted)
     for table in _rechunked(_batches(path, spec, columns, present, bad), chunk_rows):
         yield table.rename_columns(present)
+
+
+def _present(columns: list[str], wanted: list[str]) -> list[str]:
+    """The `wanted` columns the file has, once each, in the order wanted: what is read."""
+    return [c for c in dict.fromkeys(wanted) if c in columns]
 
 
 def _frame(table: pa.Table, start: int, suffix: str) -> pd.DataFrame:

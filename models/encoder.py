@@ -19,7 +19,6 @@ from typing import Self
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
 
 from models.features import TIME_FEATURES, codes_of
 from models.spec import DatasetSpec
@@ -27,8 +26,12 @@ from models.spec import DatasetSpec
 MISSING_CODE = 0
 
 
-class LeadEncoder(TransformerMixin, BaseEstimator):
+class LeadEncoder:
     """Encode `models.features.normalize` output into a float32 matrix for LightGBM.
+
+    It follows scikit-learn's fit/transform convention without deriving from its base classes:
+    they would make unpickling a model import scikit-learn and SciPy, about 1 s of every `sal
+    score` run, for nothing a batch uses.
 
     Parameters
     ----------

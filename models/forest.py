@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numba
 import numpy as np
+
+if TYPE_CHECKING:  # a built forest scores without LightGBM (see models.acceptance)
+    import lightgbm as lgb
 
 _CATEGORICAL, _DEFAULT_LEFT = 1, 2  # decision_type bits (kCategoricalMask, kDefaultLeftMask)
 _MISSING_ZERO, _MISSING_NAN = 1, 2  # (decision_type >> 2) & 3 (MissingType)

@@ -11,6 +11,7 @@ import platform
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,11 +20,12 @@ import yaml
 from packaging.requirements import InvalidRequirement, Requirement
 
 from models.acceptance import ARTIFACT_KEY, AcceptanceModel, load_acceptance_model
-from models.fastpath import LeadScorer
 from models.policy import RoutingPolicy
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
+
+    from models.fastpath import LeadScorer
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,6 @@ class LoadedModel:
     routing_threshold: float
     # The training run's HTML, fetched once at load for whoever shows it (the service).
     reports: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
-    scorer: LeadScorer = field(init=False, repr=False, compare=False)
 
     @property
     def policy(self) -> RoutingPolicy | None:
@@ -50,9 +51,14 @@ class LoadedModel:
         stored = self.model.metadata.get("routing_policy")
         return RoutingPolicy.from_dict(stored) if stored else None
 
-    def __post_init__(self) -> None:
-        # Per-lead preparation happens here, once per loaded version, never per request.
-        object.__setattr__(self, "scorer", LeadScorer(self.model))
+    @cached_property
+    def scorer(self) -> LeadScorer:
+        """The single-lead hot path, prepared once per loaded version: the service asks for it
+        when it loads a model, so no request pays for it. Batches never need it, and it needs
+        LightGBM (see AcceptanceModel.batch_form)."""
+        from models.fastpath import LeadScorer
+
+        return LeadScorer(self.model)
 
 
 def alias_version(tracking_uri: str, name: str, alias: str) -> str:

@@ -185,7 +185,12 @@ def score(
     _keep_freed_memory()
     with _user_errors():
         loaded = load_alias(
-            settings.tracking_uri, name, alias, DEFAULT_ROUTING_THRESHOLD, settings.cache_dir
+            settings.tracking_uri,
+            name,
+            alias,
+            DEFAULT_ROUTING_THRESHOLD,
+            settings.cache_dir,
+            batch=not reasons,  # reasons are LightGBM's contributions: the boosters load
         )
         rejects = rejects or output.with_name(f"{output.stem}.rejects.csv")
         report = score_file(data, loaded, output, DEFAULT_SLA_HOURS, reasons, rejects, workers)

@@ -39,6 +39,7 @@ def load_champion(settings: ServeSettings) -> LoadedModel:
             f"{loaded.model.spec.name!r}, which needs fields {missing} that the service's spec "
             f"{served.name!r} ({settings.spec_path}) does not have"
         )
+    loaded.scorer  # prepared now, before the model serves a request  # noqa: B018
     return loaded
 
 

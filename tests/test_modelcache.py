@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -13,6 +14,7 @@ import pytest
 
 from pipeline import modelcache
 from pipeline.modelcache import load_alias
+from tests.conftest import ROOT
 
 
 @pytest.fixture()
@@ -87,3 +89,59 @@ def test_only_a_sqlite_registry_is_cached(tmp_path) -> None:
     assert modelcache._sqlite_file(f"sqlite:///{database}") == database
     assert modelcache._sqlite_file("postgresql://127.0.0.1:5432/test") is None
     assert modelcache._sqlite_file("http://127.0.0.1:5000") is None
+
+
+def test_a_batch_run_scores_with_the_batch_form_the_same(registry, builtin_csv) -> None:
+    uri, name, cache = registry
+    leads = pd.read_csv(builtin_csv, nrows=300, dtype=str)
+    _settle(uri)
+    full = load_alias(uri, name, "champion", 0.5, cache)
+    assert len(list(cache.glob("*/*/batch-*.pickle"))) == 1  # filed with the model's files
+    batch = load_alias(uri, name, "champion", 0.5, cache, batch=True)
+    assert not hasattr(batch.model.accept, "booster")  # the forest, not LightGBM
+    assert (batch.version, batch.routing_threshold) == (full.version, full.routing_threshold)
+    # Bit for bit: the forest's margins are LightGBM's own sums.
+    np.testing.assert_array_equal(
+        batch.model.predict(leads).to_numpy(), full.model.predict(leads).to_numpy()
+    )
+
+
+def test_a_copy_without_a_batch_form_gets_one(registry) -> None:
+    """A copy filed by an earlier release (or under other code) is completed, not refiled."""
+    uri, name, cache = registry
+    _settle(uri)
+    load_alias(uri, name, "champion", 0.5, cache)
+    (form,) = cache.glob("*/*/batch-*.pickle")
+    form.unlink()
+    assert hasattr(
+        load_alias(uri, name, "champion", 0.5, cache, batch=True).model.accept, "booster"
+    )
+    assert form.is_file()
+    assert not hasattr(
+        load_alias(uri, name, "champion", 0.5, cache, batch=True).model.accept, "booster"
+    )
+
+
+def test_a_batch_run_loads_neither_lightgbm_nor_scikit_learn(
+    registry, builtin_csv, tmp_path
+) -> None:
+    """What makes a short list quick: LightGBM imports scikit-learn and SciPy, about 1 s."""
+    uri, name, cache = registry
+    _settle(uri)
+    load_alias(uri, name, "champion", 0.5, cache)  # fills the cache
+    script = f"""
+import sys
+from pathlib import Path
+from pipeline.modelcache import load_alias
+from pipeline.score import score_file
+loaded = load_alias({uri!r}, {name!r}, "champion", 0.5, Path({str(cache)!r}), batch=True)
+report = score_file(Path({str(builtin_csv)!r}), loaded, Path({str(tmp_path / "out.csv")!r}))
+heavy = {{m.split(".")[0] for m in sys.modules}} & {{"lightgbm", "sklearn", "mlflow"}}
+print(report.rows_scored, *sorted(heavy))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    rows, *imported = done.stdout.split()
+    assert imported == []
+    assert int(rows) == len(pd.read_csv(tmp_path / "out.csv")) > 11_000

@@ -61,7 +61,7 @@ def score_file(
     """
     spec = loaded.model.spec
     stream = LeadStream(
-        path, spec, rejects, labelled=False, chunk_rows=CHUNK_ROWS, categorical=True
+        path, spec, rejects, labelled=False, chunk_rows=CHUNK_ROWS, categorical=True, digest=False
     )
 
     def score_chunk(chunk: LeadChunk) -> _ScoredChunk:

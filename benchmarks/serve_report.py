@@ -96,6 +96,19 @@ class BatchResult:
     double_runs_seconds: list[float]
     steady_leads_per_second: float  # the leads the long file adds over the time it adds
 
+    @property
+    def fixed_seconds(self) -> float:
+        """What a run costs once, whatever the file's length: its time less its leads at the
+        steady rate (start-up, the workers' first chunks, the last chunk's idle core)."""
+        return self.seconds - self.leads_scored / self.steady_leads_per_second
+
+    @property
+    def target_from_leads(self) -> int | None:
+        """The file length from which a run end to end meets the target (fixed cost spread thin
+        enough), when the steady rate meets it at all."""
+        spare = 1 / TARGET_CLI_LEADS_PER_S - 1 / self.steady_leads_per_second
+        return round(self.fixed_seconds / spare) if spare > 0 else None
+
 
 # -- verdicts and the table ------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -257,6 +270,13 @@ def _render_batch(batch: BatchResult | None) -> list[str]:
         f"{'  steady: what the second half adds':<36}"
         f"{batch.double_leads_scored - batch.leads_scored:>14,}"
         f"{batch.double_seconds - batch.seconds:>14.2f}{batch.steady_leads_per_second:>14,.0f}",
+        f"  fixed cost of a run: {batch.fixed_seconds:.2f} s; end to end meets "
+        f"{TARGET_CLI_LEADS_PER_S:,.0f} leads/s "
+        + (
+            f"from about {batch.target_from_leads:,} leads"
+            if batch.target_from_leads is not None
+            else "at no length (the steady rate is below it)"
+        ),
         f"  (runs: {_seconds(batch.runs_seconds)} s and {_seconds(batch.double_runs_seconds)} s; "
         f"generating the leads took {batch.generate_seconds:.1f} s, not counted; "
         f"peak RSS of the largest sal score process {batch.peak_rss_gib:.2f} GiB)",

@@ -79,8 +79,7 @@ class CalibratedBooster:
             from models.forest import Forest, UnsupportedModel
 
             try:
-                forest = Forest.of(self.booster)
-                forest.raw_scores(np.zeros((1, forest.features), dtype=np.float32))  # compiled
+                forest = Forest.of(self.booster).loaded()
             except UnsupportedModel:
                 forest = None
             self.__dict__["_forest_"] = forest
@@ -111,14 +110,7 @@ class CalibratedForest:
         return self.trees.raw_scores(matrix)
 
     def forest(self) -> Forest:
-        """The forest, its kernel loaded (once a process: forked workers inherit it)."""
-        if "_loaded_" not in self.__dict__:
-            self.trees.raw_scores(np.zeros((1, self.trees.features), dtype=np.float32))
-            self.__dict__["_loaded_"] = True
-        return self.trees
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_loaded_"}
+        return self.trees.loaded()
 
 
 @dataclass

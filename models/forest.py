@@ -62,6 +62,12 @@ class Forest:
     def of(cls, booster: lgb.Booster) -> Forest:
         return _build(_parse(booster.model_to_string()), booster.num_feature())
 
+    def loaded(self) -> Forest:
+        """This forest, its kernel compiled or loaded from Numba's cache in this process (once
+        a process, before forking workers that inherit it; microseconds after that)."""
+        self.raw_scores(np.zeros((1, self.features), dtype=np.float32))
+        return self
+
     def raw_scores(self, matrix: np.ndarray) -> np.ndarray:
         """Raw margins, as `Booster.predict(matrix, raw_score=True)` gives them."""
         if matrix.ndim != 2 or matrix.shape[1] != self.features:

@@ -126,14 +126,17 @@ def load_saved(
     version: str,
     routing_threshold: float,
     reports: dict[str, str] | None = None,
+    pickled: Path | None = None,
 ) -> LoadedModel:
     """A registered version from its files as MLflow downloads them (by `load_by_alias`, now or
     earlier), without MLflow: the pickled AcceptanceModel the pyfunc wraps, read where its
     MLmodel file says it is. Going through `mlflow.pyfunc.load_model` gives the same object
     after importing the pyfunc machinery and checking every installed distribution against the
-    model's requirements (about 0.9 s); the same comparison is made here directly."""
-    artifact = _pyfunc_flavor(model_dir)["artifacts"][ARTIFACT_KEY]
-    model = load_acceptance_model(model_dir / artifact["path"])
+    model's requirements (about 0.9 s); the same comparison is made here directly.
+    `pickled`: another form of the same model to read instead (`sal score`'s batch form)."""
+    if pickled is None:
+        pickled = model_dir / _pyfunc_flavor(model_dir)["artifacts"][ARTIFACT_KEY]["path"]
+    model = load_acceptance_model(pickled)
     warn_on_mismatches(model_dir, f"{name} v{version}")
     return LoadedModel(model, name, version, routing_threshold, reports or {})
 

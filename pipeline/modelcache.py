@@ -25,13 +25,13 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import shutil
 import time
 from pathlib import Path
 
 from models import acceptance, forest
-from models.registry import LoadedModel, load_by_alias, load_saved, warn_on_mismatches
+from models.acceptance import save_acceptance_model
+from models.registry import LoadedModel, load_by_alias, load_saved
 from models.uris import sqlite_file
 
 log = logging.getLogger(__name__)
@@ -82,10 +82,7 @@ def _read(entry: Path, name: str, batch: bool) -> LoadedModel:
     version, threshold = saved["version"], saved["routing_threshold"]
     form = entry / _batch_file()
     if batch and form.is_file():
-        with form.open("rb") as handle:
-            model = pickle.load(handle)
-        warn_on_mismatches(entry / _MODEL, f"{name} v{version}")
-        return LoadedModel(model, name, version, threshold)
+        return load_saved(entry / _MODEL, name, version, threshold, pickled=form)
     loaded = load_saved(entry / _MODEL, name, version, threshold)
     if batch:  # a copy filed by a release before this one: its form is made once, now
         _file_batch_form(loaded, entry)
@@ -115,12 +112,15 @@ def _file_batch_form(loaded: LoadedModel, folder: Path) -> None:
     name = _batch_file()
     partial = folder / f".{name}.{os.getpid()}"
     try:
-        with partial.open("wb") as handle:
-            pickle.dump(form, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        save_acceptance_model(form, partial)
         partial.replace(folder / name)  # whole or none, for a run reading alongside
     except OSError as exc:  # a cache that cannot be written is a miss, not a failed run
         log.warning("%s: could not keep the model's batch form (%s)", folder, exc)
         partial.unlink(missing_ok=True)
+        return
+    for stale in folder.glob("batch-*.pickle"):  # made by other code, which is gone
+        if stale.name != name:
+            stale.unlink(missing_ok=True)
 
 
 def _batch_file() -> str:

@@ -145,3 +145,15 @@ print(report.rows_scored, *sorted(heavy))
     rows, *imported = done.stdout.split()
     assert imported == []
     assert int(rows) == len(pd.read_csv(tmp_path / "out.csv")) > 11_000
+
+
+def test_a_batch_form_made_by_other_code_is_dropped_when_a_new_one_is_filed(registry) -> None:
+    uri, name, cache = registry
+    _settle(uri)
+    load_alias(uri, name, "champion", 0.5, cache)
+    (form,) = cache.glob("*/*/batch-*.pickle")
+    stale = form.with_name("batch-000000000000.pickle")  # an earlier release's
+    form.rename(stale)
+    load_alias(uri, name, "champion", 0.5, cache, batch=True)
+    assert form.is_file()
+    assert not stale.exists()

@@ -25,8 +25,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numba
 import numpy as np
+
+from models.jit import njit
 
 if TYPE_CHECKING:  # a built forest scores without LightGBM (see models.acceptance)
     import lightgbm as lgb
@@ -278,7 +279,7 @@ for _i in range(64):
     _LOWEST_BIT[((1 << _i) * 0x03F79D71B4CB0A89 % 2**64) >> 58] = _i
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True)
 def _score(
     matrix, numeric, edges, edge_start, bins, mask_start, masks, leaf_start, leaf_value, out
 ):  # pragma: no cover - compiled; the tests compare it with Booster.predict

@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numba
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
+
+from models.jit import njit
 
 _FIRST_READ = 1 << 20  # bytes read to find the header's end; doubled while a row is longer
 
@@ -104,7 +105,7 @@ class _Scanner:
             wanted *= 2
 
 
-@numba.njit(nogil=True, cache=True)
+@njit(nogil=True, cache=True)
 def _row_ends(data, separator, final, rows_wanted):  # pragma: no cover - compiled; see tests
     """(bytes up to the end of the last row that ends in `data`, non-empty lines in them).
     `data` starts at a row's start; `final`: it runs to the file's end, which ends a row."""

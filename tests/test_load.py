@@ -397,3 +397,30 @@ def test_timestamps_no_single_resolution_holds_still_load(write_file, tiny_spec)
     leads = load_leads(write_file("far.csv", _csv(rows)), tiny_spec)
     assert leads.report.rows_rejected == 0
     assert leads.clean["mql_weekday"].tolist() == [3.0, 2.0, 4.0]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_ids_of_earlier_chunks_are_found_whether_or_not_any_repeats(seed) -> None:
+    """The stream's memory of ids answers as a plain record of every id's first row would:
+    nothing while no id repeats, then each repeat of an earlier chunk's id with its first row
+    (stripped; blank ids are no ids; a repeat within a chunk is that chunk's own)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from pipeline.load import _SeenIds
+
+    rng = np.random.default_rng(seed)
+    pool = [f"L{i}" for i in range(300)] + [" L7 ", ""]
+    # Early chunks of distinct ids, so that the memory starts with no repeat to find.
+    fresh = iter(rng.permutation(300).tolist())
+    chunks = [[f"L{next(fresh)}" for _ in range(20)] for _ in range(int(rng.integers(0, 4)))]
+    chunks += [rng.choice(pool, size=int(rng.integers(1, 40))).tolist() for _ in range(8)]
+    seen, first_row, start = _SeenIds("lead_id", ".csv"), {}, 0
+    for ids in chunks:
+        expected = {}
+        for row, value in enumerate((i.strip() for i in ids), start=start + 1):
+            if value and first_row.setdefault(value, row) <= start:
+                expected[value] = first_row[value]
+        assert seen.earlier(pa.table({"lead_id": ids}), start) == expected
+        start += len(ids)
+    assert seen.seen is None  # the pool repeats itself: the memory switched to first rows

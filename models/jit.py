@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.abc
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,11 +26,13 @@ _OPTIONAL = {"scipy": "scipy.linalg.cython_blas", "cffi": "cffi"}
 
 
 class _Unavailable(importlib.abc.MetaPathFinder):
+    """Refuses `packages` to this thread's imports; another thread's imports find them as usual."""
+
     def __init__(self, packages: frozenset[str]) -> None:
-        self.packages = packages
+        self.packages, self.thread = packages, threading.get_ident()
 
     def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name.partition(".")[0] in self.packages:
+        if name.partition(".")[0] in self.packages and threading.get_ident() == self.thread:
             raise ModuleNotFoundError(f"{name} is not needed by this project's kernels", name=name)
 
 

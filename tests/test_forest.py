@@ -180,3 +180,21 @@ def test_calibrated_booster_uses_the_forest_for_big_batches_and_does_not_pickle_
     copy = pickle.loads(pickle.dumps(scorer))
     assert "_forest_" not in copy.__dict__
     assert np.array_equal(copy.predict_proba(matrix), scorer.predict_proba(matrix))
+
+
+def test_numba_is_kept_from_scipy_only_on_the_importing_thread() -> None:
+    """models.jit hides SciPy and cffi from the thread that imports Numba's typing modules;
+    another thread importing them at that moment (a service loading LightGBM) is not refused."""
+    import threading
+
+    from models.jit import _Unavailable
+
+    finder = _Unavailable(frozenset({"scipy", "cffi"}))
+    with pytest.raises(ModuleNotFoundError, match=r"scipy\.linalg"):
+        finder.find_spec("scipy.linalg")
+    assert finder.find_spec("numpy.linalg") is None
+    elsewhere: list[object] = []
+    thread = threading.Thread(target=lambda: elsewhere.append(finder.find_spec("scipy.linalg")))
+    thread.start()
+    thread.join()
+    assert elsewhere == [None]

@@ -407,7 +407,7 @@ class _SeenIds:
     rejected like any duplicate (the first occurrence is kept).
 
     Most files repeat no id, and for them a set of the ids is enough: adding a chunk's ids to it
-    is a C loop, where a dict of first rows took a Python loop of 0.5 CPU-s a million leads, on
+    is a C loop (0.1 s a million ids), where a dict of first rows took a Python loop (0.6 s), on
     the process that feeds the workers. The first chunk the set does not grow by every one of
     its ids (an id repeated, or a blank one again) switches to that dict, built from the chunks
     kept until then, so the answers are the same either way.

@@ -21,6 +21,7 @@ forest's layout makes a new one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -123,6 +124,7 @@ def _file_batch_form(loaded: LoadedModel, folder: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+@functools.cache  # the code does not change under a running process
 def _batch_file() -> str:
     """The batch form's name, for the code that pickles and reads it."""
     code = b"".join(Path(module.__file__ or "").read_bytes() for module in (acceptance, forest))

@@ -8,6 +8,7 @@ a name's presence.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -269,6 +270,9 @@ def _user_names_ok(user: pa.Array) -> np.ndarray:
     return ok & user.is_valid().to_numpy(zero_copy_only=False)
 
 
+# A file's leads come from a few thousand companies, so a worker that has checked a domain meets
+# it again in nearly every chunk: the answer is kept rather than two regexes run again.
+@functools.lru_cache(maxsize=1 << 16)
 def _domain_kind(domain: str) -> str:
     if re.match(_EMAIL_DOMAIN_RE, domain) is None:
         return "invalid"

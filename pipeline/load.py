@@ -25,12 +25,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from models.features import Parsed, assemble_clean, parse_field, parse_timestamps
 from models.spec import DatasetSpec, LabelSpec
 
 if TYPE_CHECKING:  # csvparts imports Numba, which only batch scoring needs
+    import pyarrow.parquet as pq
+
     from pipeline.csvparts import Part
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,7 @@ class LeadStream:
     def _estimate(self) -> int | None:
         # Asked by the scorer (workers, progress) and again when the file is cut into parts.
         if self.path.suffix == ".parquet":
-            return pq.ParquetFile(self.path).metadata.num_rows
+            return _parquet(self.path).metadata.num_rows
         if self.path.suffix != ".csv" or not self.path.is_file():
             return None
         with self.path.open("rb") as handle:
@@ -581,6 +582,14 @@ def _present(columns: list[str], wanted: list[str]) -> list[str]:
     return [c for c in dict.fromkeys(wanted) if c in columns]
 
 
+def _parquet(path: Path) -> pq.ParquetFile:
+    # Imported on first use: pyarrow.parquet and the file systems it loads take 30 ms, which
+    # every `sal score` of a CSV file paid at start-up.
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path)
+
+
 def _frame(table: pa.Table, start: int, suffix: str) -> pd.DataFrame:
     """A chunk's rows as pandas text, indexed by row number - 1."""
     frame = table.to_pandas()
@@ -598,7 +607,7 @@ def _batches(
     bad: list[tuple[int, int, str]],
 ) -> Iterator[pa.RecordBatch]:
     if path.suffix == ".parquet":
-        yield from pq.ParquetFile(path).iter_batches(columns=present)
+        yield from _parquet(path).iter_batches(columns=present)
         return
     header = True
     with _readable(path, spec):
@@ -627,7 +636,7 @@ def _columns(path: Path, spec: DatasetSpec) -> list[str]:
     """The file's column names, as pandas names them (duplicates as "x.1", blanks as
     "Unnamed: 3")."""
     if path.suffix == ".parquet":
-        return list(pq.ParquetFile(path).schema_arrow.names)
+        return list(_parquet(path).schema_arrow.names)
     with _readable(path, spec):
         header = pd.read_csv(
             path, sep=spec.read.delimiter, encoding=spec.read.encoding, nrows=0, dtype=str

@@ -95,11 +95,12 @@ def parse_field(
     A cell parses on its own, whatever its neighbours, so a long text column with few distinct
     values (most CRM fields: a million rows, a few hundred values) is parsed once per distinct
     value and the results are spread back over the rows: the same answer, several times faster.
-    `categorical`: such a column's text values come as a pandas categorical (the same values),
-    which the encoder and the rules then read per distinct value too.
+    `categorical`: such a column's text values, and an e-mail's or a phone's kinds, come as a
+    pandas categorical (the same values), which the encoder and the rules then read per
+    distinct value too.
     """
     if not _few_distinct(raw):
-        return _parse_cells(raw, field, markers)
+        return _parse_cells(raw, field, markers, categorical)
     codes, uniques = raw.factorize()
     distinct = pd.Series(uniques, name=raw.name)
     nulls = codes < 0
@@ -128,11 +129,15 @@ def _few_distinct(raw: pd.Series) -> bool:
     return raw.iloc[:_SAMPLE_ROWS].nunique(dropna=False) <= _SAMPLE_ROWS // 4
 
 
-def _parse_cells(raw: pd.Series, field: FieldSpec, markers: frozenset[str]) -> Parsed:
+def _parse_cells(
+    raw: pd.Series, field: FieldSpec, markers: frozenset[str], categorical: bool = False
+) -> Parsed:
     text = _as_text(raw)
     missing = (text.isna() | text.isin(markers)).to_numpy(copy=True)
     parser = _PARSERS[field.type]
     values, bad = parser(raw, text, missing, field)
+    if isinstance(values.dtype, pd.CategoricalDtype) and not categorical:
+        values = values.astype(object)  # an e-mail's or a phone's kinds, as text
     if field.type is FieldType.numeric:
         # "999" must mean missing whether it arrives as the text "999" or the number 999.0.
         missing = missing | values.isin(_numeric_markers(markers)).to_numpy()
@@ -242,7 +247,12 @@ def time_features(stamps: pd.Series) -> pd.DataFrame:
 
 
 def email_kind(text: pd.Series) -> pd.Series:
-    """corporate / free / education / invalid for each address (missing stays missing).
+    """corporate / free / education / invalid for each address (missing stays missing)."""
+    return email_kinds(text).astype(object)
+
+
+def email_kinds(text: pd.Series) -> pd.Series:
+    """email_kind as a categorical.
 
     EMAIL_RE (with Python's `re`) is checked in its two halves: the text before the first "@"
     must be a user name, the rest a domain, whose kind follows. A million addresses share a few
@@ -251,9 +261,10 @@ def email_kind(text: pd.Series) -> pd.Series:
     lowered = text.str.strip().str.lower()
     user, domain = _split_at_first(lowered, "@")
     user_ok = _user_names_ok(user)
-    kind = _each_distinct(domain, _domain_kind, "invalid", dtype=object)
-    kind = np.where(user_ok, kind, "invalid")
-    return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
+    code = {kind: i for i, kind in enumerate(EMAIL_KINDS)}
+    kind = _each_distinct(domain, lambda d: code[_domain_kind(d)], code["invalid"], np.int8)
+    kind = np.where(user_ok, kind, np.int8(code["invalid"]))
+    return _kinds(kind, EMAIL_KINDS, text)
 
 
 def _user_names_ok(user: pa.Array) -> np.ndarray:
@@ -312,7 +323,12 @@ def _each_distinct(
 
 
 def phone_kind(text: pd.Series) -> pd.Series:
-    """valid when 7-15 digits (Python's \\d) that are not all the same digit, else invalid.
+    """valid when 7-15 digits (Python's \\d) that are not all the same digit, else invalid."""
+    return phone_kinds(text).astype(object)
+
+
+def phone_kinds(text: pd.Series) -> pd.Series:
+    """phone_kind as a categorical.
 
     Phone numbers are nearly all distinct, so the ASCII ones (where a digit is a byte 0-9) are
     read straight off Arrow's buffers; any other takes the regex.
@@ -322,9 +338,17 @@ def phone_kind(text: pd.Series) -> pd.Series:
     other = _not_ascii(cells)
     if other.any():
         valid[other] = _phones_valid_by_regex(text[other])
-    # Rows share the two strings (np.where would make a text array, converted cell by cell).
-    kind = np.array(["invalid", "valid"], dtype=object)[valid.view(np.uint8)]
-    return pd.Series(kind, index=text.index, dtype="object").where(text.notna())
+    code = {kind: i for i, kind in enumerate(PHONE_KINDS)}
+    return _kinds(
+        np.where(valid, np.int8(code["valid"]), np.int8(code["invalid"])), PHONE_KINDS, text
+    )
+
+
+def _kinds(codes: np.ndarray, kinds: tuple[str, ...], text: pd.Series) -> pd.Series:
+    """Codes into `kinds` as a categorical column, missing where `text` is: what the rules and
+    the encoder compare per kind, where a column of strings was compared a row at a time."""
+    codes = np.where(text.isna().to_numpy(), np.int8(-1), codes)
+    return pd.Series(pd.Categorical.from_codes(codes, categories=kinds), index=text.index)
 
 
 def _ascii_phones_valid(cells: pa.Array) -> np.ndarray:
@@ -486,11 +510,11 @@ def _parse_text(raw, text, missing, field):
 
 
 def _parse_email(raw, text, missing, field):
-    return email_kind(text), np.zeros(len(text), dtype=bool)
+    return email_kinds(text), np.zeros(len(text), dtype=bool)
 
 
 def _parse_phone(raw, text, missing, field):
-    return phone_kind(text), np.zeros(len(text), dtype=bool)
+    return phone_kinds(text), np.zeros(len(text), dtype=bool)
 
 
 _PARSERS = {

@@ -268,8 +268,9 @@ def test_unreadable_bytes_in_a_workers_part_refuse_the_file_by_name(
 
 def test_big_chunks_score_text_columns_as_categories_with_the_same_result(loaded, tmp_path):
     """Chunks of 16,384 rows or more parse text columns per distinct value and hand them on as
-    pandas categoricals; the file's scores are byte for byte those of the object columns that
-    training and the API use (the whole-file loader's clean view, scored as one table)."""
+    pandas categoricals, as they do e-mail and phone kinds; the file's scores are byte for byte
+    those of the object columns that training and the API use (the whole-file loader's clean
+    view, scored as one table)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -280,7 +281,7 @@ def test_big_chunks_score_text_columns_as_categories_with_the_same_result(loaded
 
     frame = generate_leads(20_000, seed=11).astype(object)
     rng = np.random.default_rng(1)
-    for column in ("industry", "job_title", "country"):  # variant spellings and blanks
+    for column in ("industry", "job_title", "country", "email", "phone"):  # odd values, blanks
         rows = rng.random(len(frame)) < 0.2
         frame.loc[rows, column] = rng.choice(
             np.array(ODD_VALUES.get(column, ["", "N/A"])), rows.sum()
@@ -288,7 +289,8 @@ def test_big_chunks_score_text_columns_as_categories_with_the_same_result(loaded
     path = write_leads(frame, tmp_path / "leads.csv")
     spec = loaded.model.spec
     (chunk,) = LeadStream(path, spec, labelled=False, chunk_rows=None, categorical=True)
-    assert isinstance(chunk.clean["industry"].dtype, pd.CategoricalDtype)  # the path is taken
+    for column in ("industry", "email", "phone"):  # the path is taken (e-mail and phone kinds)
+        assert isinstance(chunk.clean[column].dtype, pd.CategoricalDtype), column
 
     batch.score_file(path, loaded, tmp_path / "scored.csv", workers=0)
     leads = load_leads(path, spec, labelled=False)

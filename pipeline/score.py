@@ -13,11 +13,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.csv as pacsv
-
 from models.registry import LoadedModel
 from models.scoring import score_clean
+from pipeline.csvout import to_csv, warm
 from pipeline.load import LeadChunk, LeadStream, LoadReport
 
 # Leads validated and scored at a time. The file streams through in chunks, checked and scored
@@ -69,12 +67,10 @@ def score_file(
         table = scored.table
         if scored.reasons is not None:
             table["reasons"] = ["; ".join(r.text for r in reasons) for reasons in scored.reasons]
-        # Arrow's CSV writer is several times faster than pandas' on millions of rows, and
-        # formats each value on its own, so chunks write exactly what one table would.
-        sink = pa.BufferOutputStream()
-        pacsv.write_csv(pa.Table.from_pandas(table, preserve_index=False), sink)
+        # Arrow's CSV text (see csvout), which formats each value on its own, so chunks write
+        # exactly what one table would.
         routed = int((table["route"] == "sales").sum())  # a categorical: compares codes
-        return _ScoredChunk(sink.getvalue().to_pybytes(), len(table), routed)
+        return _ScoredChunk(to_csv(table), len(table), routed)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
@@ -136,6 +132,7 @@ def _processes(
     single_chunk = rows is not None and rows <= CHUNK_ROWS
     default = min(cores, _MAX_WORKERS) if cores > 1 and not single_chunk else 0
     wanted = default if requested is None else requested
-    if wanted <= 0 or with_reasons or sys.platform != "linux":
+    if wanted <= 0 or with_reasons or sys.platform != "linux" or not loaded.model.prepare_batches():
         return 0
-    return wanted if loaded.model.prepare_batches() else 0
+    warm()  # the CSV writer's loop, like the forests, is loaded once here, not in each worker
+    return wanted

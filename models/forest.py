@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.jit import njit
+from models.jit import njit, trailing_zeros
 
 if TYPE_CHECKING:  # a built forest scores without LightGBM (see models.acceptance)
     import lightgbm as lgb
@@ -69,6 +70,12 @@ class Forest:
         self.raw_scores(np.zeros((1, self.features), dtype=np.float32))
         return self
 
+    @cached_property
+    def narrowing(self) -> np.ndarray:
+        """Per row of `masks`, whether it rules out any leaf: about a quarter of a row's bins are
+        ones every split on the feature sends left, and ANDing them is skipped."""
+        return (self.masks != ~self.masks.dtype.type(0)).any(axis=1).view(np.uint8)
+
     def raw_scores(self, matrix: np.ndarray) -> np.ndarray:
         """Raw margins, as `Booster.predict(matrix, raw_score=True)` gives them."""
         if matrix.ndim != 2 or matrix.shape[1] != self.features:
@@ -82,6 +89,7 @@ class Forest:
             self.bins,
             self.mask_start,
             self.masks,
+            self.narrowing,
             self.leaf_start,
             self.leaf_value,
             out,
@@ -273,15 +281,22 @@ def _leaves_in_order(tree: _Tree) -> tuple[list[int], list[tuple[int, int]]]:
 
 
 # -- the kernel -----------------------------------------------------------------------------------
-_DE_BRUIJN = np.uint64(0x03F79D71B4CB0A89)
-_LOWEST_BIT = np.zeros(64, dtype=np.int64)
-for _i in range(64):
-    _LOWEST_BIT[((1 << _i) * 0x03F79D71B4CB0A89 % 2**64) >> 58] = _i
+_SCAN = 8  # features with at most this many edges are binned by counting, not by bisecting
 
 
 @njit(nogil=True, cache=True)
 def _score(
-    matrix, numeric, edges, edge_start, bins, mask_start, masks, leaf_start, leaf_value, out
+    matrix,
+    numeric,
+    edges,
+    edge_start,
+    bins,
+    mask_start,
+    masks,
+    narrowing,
+    leaf_start,
+    leaf_value,
+    out,
 ):  # pragma: no cover - compiled; the tests compare it with Booster.predict
     trees = masks.shape[1]
     alive = np.empty(trees, dtype=masks.dtype)
@@ -294,27 +309,29 @@ def _score(
             if numeric[f]:
                 if np.isnan(value):
                     b = other
-                else:
+                else:  # how many edges are below the value
                     low, high = edge_start[f], edge_start[f + 1]
-                    while low < high:  # how many edges are below the value
-                        mid = (low + high) >> 1
-                        if edges[mid] < value:
-                            low = mid + 1
-                        else:
-                            high = mid
-                    b = low - edge_start[f]
+                    if high - low <= _SCAN:  # no branch to mispredict
+                        b = 0
+                        for edge in range(low, high):
+                            b += edges[edge] < value
+                    else:
+                        while low < high:
+                            mid = (low + high) >> 1
+                            if edges[mid] < value:
+                                low = mid + 1
+                            else:
+                                high = mid
+                        b = low - edge_start[f]
             elif np.isnan(value) or value <= -1.0 or value >= other:
                 b = other
             else:
                 b = int(value)
             at = mask_start[f] + b
-            for t in range(trees):
-                alive[t] &= masks[at, t]
+            if narrowing[at]:  # a bin every split sends left rules out no leaf
+                for t in range(trees):
+                    alive[t] &= masks[at, t]
         total = 0.0
-        for t in range(trees):
-            standing = np.uint64(alive[t])
-            low_bit = standing & (~standing + np.uint64(1))
-            total += leaf_value[
-                leaf_start[t] + _LOWEST_BIT[(low_bit * _DE_BRUIJN) >> np.uint64(58)]
-            ]
+        for t in range(trees):  # each tree's lowest leaf standing
+            total += leaf_value[leaf_start[t] + trailing_zeros(alive[t])]
         out[row] = total

@@ -50,4 +50,8 @@ with _without(frozenset(p for p, loaded in _OPTIONAL.items() if loaded not in sy
     import numba.core.typing.cffi_utils
     import numba.np.arraymath
 
+# A bit scan our kernels use (Numba's intrinsic: one instruction), imported after the above.
+from numba.cpython.unsafe.numbers import trailing_zeros  # noqa: E402
+
 njit = numba.njit
+__all__ = ["njit", "trailing_zeros"]

@@ -93,7 +93,8 @@ def _add(columns: _Columns, column: pd.Series) -> bool:
     if isinstance(dtype, np.dtype) and dtype.kind == "b":
         columns.add(_BOOL, column.to_numpy().view(np.uint8))
         return True
-    if isinstance(dtype, np.dtype) and dtype.kind in "fiu":
+    # Not float32: Arrow writes its shortest text as a float32's, which may be shorter.
+    if isinstance(dtype, np.dtype) and (dtype == np.float64 or dtype.kind in "iu"):
         columns.add(_FLOAT, column.to_numpy(dtype=np.float64))
         return True
     kind = pd.api.types.infer_dtype(column, skipna=True)

@@ -89,6 +89,7 @@ def test_a_number_the_loop_does_not_write_is_left_to_arrow(value: float) -> None
         pd.Series(pd.Categorical(np.arange(csvout.MIN_ROWS) % 3)),  # categories are numbers
         pd.Series([True, None] * (csvout.MIN_ROWS // 2), dtype="boolean"),
         pd.Series([1.5, None] * (csvout.MIN_ROWS // 2), dtype=object),  # numbers as objects
+        pd.Series(np.arange(csvout.MIN_ROWS) / 64, dtype=np.float32),
     ],
 )
 def test_a_column_of_another_type_is_left_to_arrow(column: pd.Series) -> None:

@@ -140,13 +140,15 @@ def _parse_cells(
         values = values.astype(object)  # an e-mail's or a phone's kinds, as text
     if field.type is FieldType.numeric:
         # "999" must mean missing whether it arrives as the text "999" or the number 999.0.
-        missing = missing | values.isin(_numeric_markers(markers)).to_numpy()
+        missing = missing | values.isin(numeric_markers(markers)).to_numpy()
     return Parsed(values=values, missing=missing, bad=bad & ~missing)
 
 
-def _numeric_markers(markers: frozenset[str]) -> list[float]:
+@functools.lru_cache(maxsize=256)
+def numeric_markers(markers: frozenset[str]) -> tuple[float, ...]:
+    """The missing-value markers that read as numbers, as those numbers."""
     parsed = pd.to_numeric(pd.Series(list(markers), dtype=object), errors="coerce")
-    return parsed.dropna().tolist()
+    return tuple(parsed.dropna().tolist())
 
 
 def normalize(frame: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:

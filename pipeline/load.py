@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from models.features import Parsed, assemble_clean, parse_field, parse_timestamps
-from models.spec import DatasetSpec, LabelSpec
+from models.spec import DatasetSpec, FieldSpec, FieldType, LabelSpec
 
 if TYPE_CHECKING:  # csvparts imports Numba, which only batch scoring needs
     import pyarrow.parquet as pq
@@ -40,6 +40,8 @@ _REJECT_COLUMNS = ["row", "line", "lead_id", "column", "value", "problem"]
 _SAMPLE_ERRORS = 10
 _SAMPLE_BYTES = 1 << 20  # read to estimate a CSV's rows (LeadStream.estimated_rows)
 _MAX_SLICES = 2000  # rejected rows up to which the kept rows are joined as slices (_kept_rows)
+# Rows from which a batch chunk's numeric columns are parsed by pipeline.plainnumbers.
+_COMPILED_NUMBERS_ROWS = 10_000
 
 
 class LoadError(ValueError):
@@ -470,7 +472,7 @@ def _check_rows(
     the kept rows' raw text and clean view (see LeadStream for `categorical`), and what was
     found."""
     parsed = {
-        name: parse_field(raw[name], f, spec.missing_markers(name), categorical)
+        name: _parse(raw[name], f, spec.missing_markers(name), categorical)
         for name, f in spec.fields.items()
     }
     stamps = parse_timestamps(raw[spec.timestamp]) if spec.timestamp else None
@@ -486,6 +488,16 @@ def _check_rows(
         frame, clean = _kept_rows(frame, keep), clean[keep]
     blank = _blank_columns(raw, spec, labelled)
     return frame, clean, _Checked(len(raw), errors, len(rejected_rows), blank)
+
+
+def _parse(raw: pd.Series, field: FieldSpec, markers: frozenset[str], categorical: bool) -> Parsed:
+    """parse_field's answer; a batch chunk's long numeric text columns take its compiled path."""
+    long_text = isinstance(raw.dtype, pd.StringDtype) and len(raw) >= _COMPILED_NUMBERS_ROWS
+    if categorical and long_text and field.type is FieldType.numeric:
+        from pipeline.plainnumbers import parse_numbers  # Numba: batch scoring only
+
+        return parse_numbers(raw, field, markers)
+    return parse_field(raw, field, markers, categorical)
 
 
 def _first_index(frame: pd.DataFrame) -> int:

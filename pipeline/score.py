@@ -15,7 +15,7 @@ from pathlib import Path
 
 from models.registry import LoadedModel
 from models.scoring import score_clean
-from pipeline.csvout import to_csv, warm
+from pipeline import csvout, plainnumbers
 from pipeline.load import LeadChunk, LeadStream, LoadReport
 
 # Leads validated and scored at a time. The file streams through in chunks, checked and scored
@@ -70,7 +70,7 @@ def score_file(
         # Arrow's CSV text (see csvout), which formats each value on its own, so chunks write
         # exactly what one table would.
         routed = int((table["route"] == "sales").sum())  # a categorical: compares codes
-        return _ScoredChunk(to_csv(table), len(table), routed)
+        return _ScoredChunk(csvout.to_csv(table), len(table), routed)
 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(f".{output.name}.partial")
@@ -134,5 +134,7 @@ def _processes(
     wanted = default if requested is None else requested
     if wanted <= 0 or with_reasons or sys.platform != "linux" or not loaded.model.prepare_batches():
         return 0
-    warm()  # the CSV writer's loop, like the forests, is loaded once here, not in each worker
+    # The compiled loops, like the forests, are loaded once here, not in each worker.
+    plainnumbers.warm()
+    csvout.warm()
     return wanted

@@ -40,8 +40,8 @@ _REJECT_COLUMNS = ["row", "line", "lead_id", "column", "value", "problem"]
 _SAMPLE_ERRORS = 10
 _SAMPLE_BYTES = 1 << 20  # read to estimate a CSV's rows (LeadStream.estimated_rows)
 _MAX_SLICES = 2000  # rejected rows up to which the kept rows are joined as slices (_kept_rows)
-# Rows from which a batch chunk's numeric columns are parsed by pipeline.plainnumbers.
-_COMPILED_NUMBERS_ROWS = 10_000
+# Rows from which a batch chunk's numbers and timestamps are parsed by pipeline.plaincells.
+_COMPILED_ROWS = 10_000
 
 
 class LoadError(ValueError):
@@ -475,7 +475,7 @@ def _check_rows(
         name: _parse(raw[name], f, spec.missing_markers(name), categorical)
         for name, f in spec.fields.items()
     }
-    stamps = parse_timestamps(raw[spec.timestamp]) if spec.timestamp else None
+    stamps = _stamps(raw[spec.timestamp], categorical) if spec.timestamp else None
     errors = pd.concat(_row_errors(raw, spec, labelled, parsed, stamps, earlier), ignore_index=True)
     errors = _with_lead_ids(errors, raw, spec)
     rejected_rows = errors["row"].astype(int).unique()
@@ -492,12 +492,21 @@ def _check_rows(
 
 def _parse(raw: pd.Series, field: FieldSpec, markers: frozenset[str], categorical: bool) -> Parsed:
     """parse_field's answer; a batch chunk's long numeric text columns take its compiled path."""
-    long_text = isinstance(raw.dtype, pd.StringDtype) and len(raw) >= _COMPILED_NUMBERS_ROWS
+    long_text = isinstance(raw.dtype, pd.StringDtype) and len(raw) >= _COMPILED_ROWS
     if categorical and long_text and field.type is FieldType.numeric:
-        from pipeline.plainnumbers import parse_numbers  # Numba: batch scoring only
+        from pipeline.plaincells import parse_numbers  # Numba: batch scoring only
 
         return parse_numbers(raw, field, markers)
     return parse_field(raw, field, markers, categorical)
+
+
+def _stamps(raw: pd.Series, categorical: bool) -> pd.Series:
+    """parse_timestamps's answer; a batch chunk's long column takes its compiled path."""
+    if categorical and isinstance(raw.dtype, pd.StringDtype) and len(raw) >= _COMPILED_ROWS:
+        from pipeline.plaincells import parse_stamps  # Numba: batch scoring only
+
+        return parse_stamps(raw)
+    return parse_timestamps(raw)
 
 
 def _first_index(frame: pd.DataFrame) -> int:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from models.registry import LoadedModel
 from models.scoring import score_clean
-from pipeline import csvout, plainnumbers
+from pipeline import csvout, plaincells
 from pipeline.load import LeadChunk, LeadStream, LoadReport
 
 # Leads validated and scored at a time. The file streams through in chunks, checked and scored
@@ -135,6 +135,6 @@ def _processes(
     if wanted <= 0 or with_reasons or sys.platform != "linux" or not loaded.model.prepare_batches():
         return 0
     # The compiled loops, like the forests, are loaded once here, not in each worker.
-    plainnumbers.warm()
+    plaincells.warm()
     csvout.warm()
     return wanted

@@ -1,4 +1,4 @@
-"""Numeric columns read off Arrow's buffers give parse_field's answer, cell for cell."""
+"""Numbers and timestamps read off Arrow's buffers give models.features' answers, cell for cell."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.features import parse_field
+from models.features import parse_field, parse_timestamps
 from models.spec import FieldSpec
-from pipeline.plainnumbers import parse_numbers
+from pipeline.plaincells import parse_numbers, parse_stamps
 
 ODD = [
     *("", " 7", "7 ", "1,200", "+5", "-0", "-0.0", "-00", "0", "-3", "5.", ".5", "1e3", "inf"),
@@ -75,3 +75,34 @@ def test_a_minus_zero_among_whole_numbers_reads_as_zero() -> None:
     fast = parse_numbers(column, field, frozenset())
     _same(fast, parse_field(column, field, frozenset()))
     assert not np.signbit(fast.values.iloc[0])
+
+
+STAMPS = [
+    *("2025-01-01 00:07:00", "2025-01-01T00:07:00", "2024-02-29 23:59:59", "2025-02-29 10:00:00"),
+    *("2025-13-01 10:00:00", "2025-04-31 10:00:00", "2025-01-01 24:00:00", "2025-01-01 10:60:00"),
+    *("2025-01-01 10:00:60", "0000-01-01 00:00:00", "0001-01-01 00:00:00", "9999-12-31 23:59:59"),
+    *("1900-02-29 00:00:00", "2000-02-29 00:00:00", "1969-12-31 23:59:59", "2025-01-01"),
+    *(" 2025-01-01 00:07:00", "2025-01-01 00:07:00Z", "2025-01-01 00:07:00+02:00", "garbage"),
+    *("2025-01-01 00:07:00.5", "2025/01/01 00:07:00", "2025-01-01/00:07:00", "", "n/a"),
+    *("2025-01-01x00:07:00", "2025-01-01_00:07:00"),
+    "\u0662025-01-01 00:07:00",
+]
+
+
+def test_timestamps_read_as_parse_timestamps_reads_them() -> None:
+    rng = np.random.default_rng(13)
+    seconds = rng.integers(-(2**34), 2**35, 30_000)
+    plain = pd.to_datetime(seconds, unit="s").strftime("%Y-%m-%d %H:%M:%S").tolist()
+    cells = rng.choice(np.array(plain + STAMPS * 500, dtype=object), 40_000)
+    column = pd.Series(cells, dtype="str", index=pd.RangeIndex(100, 40_100), name="mql_at")
+    column.iloc[::101] = None
+    fast, general = parse_stamps(column), parse_timestamps(column)
+    pd.testing.assert_series_equal(fast, general)
+
+
+def test_a_timestamp_that_needs_another_resolution_sends_the_column_there() -> None:
+    """A year outside what nanoseconds hold, beside nanoseconds: pandas reads the whole column
+    to the microsecond (see parse_timestamps); the compiled path gives the same column."""
+    cells = ["2025-01-01 00:07:00"] * 20_000 + ["3000-01-01", "2026-01-01T00:00:00.000000001"]
+    column = pd.Series(cells, dtype="str")
+    pd.testing.assert_series_equal(parse_stamps(column), parse_timestamps(column))

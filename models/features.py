@@ -273,7 +273,7 @@ def _user_names_ok(user: pa.Array) -> np.ndarray:
     """Whether each cell is a user name (_EMAIL_USER_RE; never an "@": it is what comes before
     the first one). User names are nearly as many as addresses, so the ASCII ones are checked
     straight off Arrow's buffers (not empty, no whitespace); any other takes the regex."""
-    data, offsets = _buffers(user)
+    data, offsets = text_buffers(user)
     ok = (np.diff(offsets) > 0) & ~_cells_holding(offsets, _ascii_space(data))
     other = _not_ascii(user)
     if other.any():
@@ -296,7 +296,7 @@ def _domain_kind(domain: str) -> str:
 
 def _split_at_first(text: pd.Series, separator: str) -> tuple[pa.Array, pa.Array]:
     """Each cell's text before the first `separator` and after it (null when it has none)."""
-    cells = _arrow_text(text)
+    cells = arrow_text(text)
     parts = pc.split_pattern(cells, separator, max_splits=1)
     before = pc.list_element(parts, 0)
     offsets = parts.offsets.to_numpy()
@@ -335,7 +335,7 @@ def phone_kinds(text: pd.Series) -> pd.Series:
     Phone numbers are nearly all distinct, so the ASCII ones (where a digit is a byte 0-9) are
     read straight off Arrow's buffers; any other takes the regex.
     """
-    cells = _arrow_text(text)
+    cells = arrow_text(text)
     valid = _ascii_phones_valid(cells)
     other = _not_ascii(cells)
     if other.any():
@@ -355,7 +355,7 @@ def _kinds(codes: np.ndarray, kinds: tuple[str, ...], text: pd.Series) -> pd.Ser
 
 def _ascii_phones_valid(cells: pa.Array) -> np.ndarray:
     """phone_kind's test for cells of ASCII text: 7-15 bytes 0-9, not all the same one."""
-    data, offsets = _buffers(cells)
+    data, offsets = text_buffers(cells)
     is_digit = (data - np.uint8(ord("0"))) < 10
     width = _count_type(len(data))
     before = np.zeros(len(data) + 1, dtype=width)
@@ -380,16 +380,16 @@ def _phones_valid_by_regex(text: pd.Series) -> np.ndarray:
     return (length.between(7, 15) & ~repeated).fillna(False).to_numpy(dtype=bool)
 
 
-def _arrow_text(text: pd.Series) -> pa.Array:
+def arrow_text(text: pd.Series | pd.Index) -> pa.Array:
     """The cells as one Arrow array of large strings (what pandas' "str" columns hold)."""
     cells = pa.array(text.astype("str"))
     cells = cells.combine_chunks() if isinstance(cells, pa.ChunkedArray) else cells
     return cells if cells.type == pa.large_string() else cells.cast(pa.large_string())
 
 
-def _buffers(cells: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+def text_buffers(cells: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """A string array's UTF-8 bytes and its cells' offsets into them (cell i: [o[i], o[i+1]))."""
-    _, offsets, data = cells.buffers()  # a large_string array's (see _arrow_text)
+    _, offsets, data = cells.buffers()  # a large_string array's (see arrow_text)
     if offsets is None:  # no cells
         return np.empty(0, np.uint8), np.zeros(1, np.int64)
     bounds = np.frombuffer(offsets, dtype=np.int64)[cells.offset : cells.offset + len(cells) + 1]

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from models.features import arrow_text, text_buffers
 from models.jit import njit
 
 # Below this many rows the compiled loop is not worth loading into a process.
@@ -88,7 +89,7 @@ def _add(columns: _Columns, column: pd.Series) -> bool:
         categories = dtype.categories
         if pd.api.types.infer_dtype(categories, skipna=False) != "string":
             return False
-        columns.add_text(_strings(categories), column.cat.codes.to_numpy(dtype=np.int64))
+        columns.add_text(arrow_text(categories), column.cat.codes.to_numpy(dtype=np.int64))
         return True
     if isinstance(dtype, np.dtype) and dtype.kind == "b":
         columns.add(_BOOL, column.to_numpy().view(np.uint8))
@@ -99,7 +100,7 @@ def _add(columns: _Columns, column: pd.Series) -> bool:
         return True
     kind = pd.api.types.infer_dtype(column, skipna=True)
     if kind in ("string", "empty"):
-        values = _strings(column)
+        values = arrow_text(column)
         codes = np.arange(len(values), dtype=np.int64)
         codes[~values.is_valid().to_numpy(zero_copy_only=False)] = -1
         columns.add_text(values, codes)
@@ -108,11 +109,6 @@ def _add(columns: _Columns, column: pd.Series) -> bool:
         columns.add(_FLOAT, column.astype(np.float64).to_numpy())
         return True
     return False
-
-
-def _strings(values: pd.Series | pd.Index) -> pa.Array:
-    array = pa.array(values, type=pa.large_string(), from_pandas=True)
-    return array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
 
 
 def _body(columns: _Columns, rows: int) -> bytes | None:
@@ -150,11 +146,7 @@ def _dictionary(values: list[pa.Array]) -> tuple[np.ndarray, np.ndarray]:
     """The text values of all columns, one after another: (offsets, UTF-8 bytes)."""
     offsets, data, start = [np.zeros(1, dtype=np.int64)], [], 0
     for array in values:
-        _, bounds, raw = array.buffers()
-        if bounds is None:  # no values
-            continue
-        ends = np.frombuffer(bounds, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
-        blob = np.frombuffer(raw, dtype=np.uint8) if raw is not None else np.empty(0, np.uint8)
+        blob, ends = text_buffers(array)
         data.append(blob[ends[0] : ends[-1]])
         offsets.append(ends[1:] - ends[0] + start)
         start += int(ends[-1] - ends[0])

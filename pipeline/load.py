@@ -492,8 +492,7 @@ def _check_rows(
 
 def _parse(raw: pd.Series, field: FieldSpec, markers: frozenset[str], categorical: bool) -> Parsed:
     """parse_field's answer; a batch chunk's long numeric text columns take its compiled path."""
-    long_text = isinstance(raw.dtype, pd.StringDtype) and len(raw) >= _COMPILED_ROWS
-    if categorical and long_text and field.type is FieldType.numeric:
+    if field.type is FieldType.numeric and _compiled(raw, categorical):
         from pipeline.plaincells import parse_numbers  # Numba: batch scoring only
 
         return parse_numbers(raw, field, markers)
@@ -502,11 +501,17 @@ def _parse(raw: pd.Series, field: FieldSpec, markers: frozenset[str], categorica
 
 def _stamps(raw: pd.Series, categorical: bool) -> pd.Series:
     """parse_timestamps's answer; a batch chunk's long column takes its compiled path."""
-    if categorical and isinstance(raw.dtype, pd.StringDtype) and len(raw) >= _COMPILED_ROWS:
+    if _compiled(raw, categorical):
         from pipeline.plaincells import parse_stamps  # Numba: batch scoring only
 
         return parse_stamps(raw)
     return parse_timestamps(raw)
+
+
+def _compiled(raw: pd.Series, categorical: bool) -> bool:
+    """Whether a column goes to pipeline.plaincells: a batch chunk's (`categorical`, see
+    LeadStream) long column of text."""
+    return categorical and isinstance(raw.dtype, pd.StringDtype) and len(raw) >= _COMPILED_ROWS
 
 
 def _first_index(frame: pd.DataFrame) -> int:

@@ -17,9 +17,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
-from models.features import Parsed, numeric_markers, parse_field, parse_timestamps
+from models.features import (
+    Parsed,
+    arrow_text,
+    numeric_markers,
+    parse_field,
+    parse_timestamps,
+    text_buffers,
+)
 from models.jit import njit
 from models.spec import FieldSpec
 
@@ -78,11 +84,8 @@ def warm() -> None:
 
 def _buffers(raw: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The cells' UTF-8 bytes, each cell's offsets into them, and which cells are not null."""
-    cells = pa.array(raw.array, type=pa.large_string())
-    cells = cells.combine_chunks() if isinstance(cells, pa.ChunkedArray) else cells
-    _, bounds, blob = cells.buffers()
-    offsets = np.frombuffer(bounds, dtype=np.int64)[cells.offset : cells.offset + len(cells) + 1]
-    data = np.frombuffer(blob, dtype=np.uint8) if blob is not None else np.empty(0, np.uint8)
+    cells = arrow_text(raw)
+    data, offsets = text_buffers(cells)
     return data, offsets, cells.is_valid().to_numpy(zero_copy_only=False)
 
 
